@@ -1,0 +1,118 @@
+import type { TtlvNode } from '../ttlv/types.js';
+
+/**
+ * One attribute instance in the server's internal, version-independent model.
+ *
+ * - `name` is the KMIP 1.x spec name ("Cryptographic Algorithm", "Name", "Link") for standard
+ *   attributes, or the custom name ("x-Product", "y-foo") for custom/vendor attributes.
+ * - `index` is the instance number among attributes of the same name (0 for the first).
+ * - `value` is the value as a TTLV node. For standard attributes its tag is the attribute's own
+ *   tag (the 2.x shape: a Name is a Structure tagged Name holding Name Value and Name Type); for
+ *   custom attributes the tag is Attribute Value (0x42000B).
+ */
+export interface StoredAttribute {
+  name: string;
+  index: number;
+  value: TtlvNode;
+}
+
+/**
+ * Key material wrapped for storage: an opaque blob produced by the crypto layer's envelope
+ * (AES-256-GCM under a root key, the object's identifier bound as additional data).
+ * The keystore never sees plaintext key material.
+ */
+export interface WrappedMaterial {
+  /** Which root key version wrapped it. */
+  rootKeyId: string;
+  blob: Buffer;
+}
+
+/** A managed object as stored. */
+export interface StoredObject {
+  uid: string;
+  /** KMIP Object Type enumeration value. */
+  objectType: number;
+  /** KMIP State enumeration value. */
+  state: number;
+  /** Identity (certificate CN or pinned name) that created or registered it. */
+  owner: string;
+  attributes: StoredAttribute[];
+  /** Absent for objects without material, and after Destroy. */
+  material: WrappedMaterial | null;
+  /** Bumped on every write; used for optimistic concurrency and undo. */
+  revision: number;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A comparison in a Locate query. Values are compared in the attribute's own type. */
+export type AttributeFilter =
+  /** Equality on a scalar attribute (any instance matches), or on Name's Name Value. */
+  | { kind: 'equals'; name: string; value: string | number | bigint | boolean | Buffer }
+  /** An inclusive range on a Date-Time attribute, in seconds since the epoch. */
+  | { kind: 'range'; name: string; from?: bigint; to?: bigint }
+  /** The attribute exists (any value). */
+  | { kind: 'present'; name: string };
+
+export interface LocateQuery {
+  /** Only objects owned by one of these identities; undefined means every owner (admin view). */
+  owners?: string[];
+  objectTypes?: number[];
+  states?: number[];
+  filters: AttributeFilter[];
+  /** Skip this many matches (Offset Items). */
+  offset?: number;
+  /** Return at most this many (Maximum Items). */
+  limit?: number;
+}
+
+export interface RootKeyRecord {
+  id: string;
+  /** The root key wrapped by the master key (RFC 5649 or the provider's format). */
+  wrapped: Buffer;
+  /** Which master key version wrapped it. */
+  masterKeyId: string;
+  /** 'active' wraps new objects; 'retired' only unwraps. */
+  status: 'active' | 'retired';
+  createdAt: number;
+}
+
+/**
+ * The persistence interface. SQLite implements it now, PostgreSQL later; the same test suite
+ * runs against both. Every method that writes resolves only once the write is durable.
+ */
+export interface KeyStore {
+  readonly backend: string;
+  /** Inserts a new object; rejects if the uid exists. */
+  insert(obj: StoredObject): Promise<void>;
+  get(uid: string): Promise<StoredObject | undefined>;
+  /**
+   * Replaces the stored row of `obj.uid` if its stored revision equals `expectedRevision`
+   * (else rejects with ConcurrentModificationError). Stores `obj` with revision+1 and returns it.
+   */
+  update(obj: StoredObject, expectedRevision: number): Promise<StoredObject>;
+  /** Puts a row back exactly as given (undo), or removes the uid when `obj` is null. */
+  restore(uid: string, obj: StoredObject | null): Promise<void>;
+  /** Unique identifiers of matching objects, oldest first. */
+  locate(q: LocateQuery): Promise<string[]>;
+  /** Counts by (objectType, state), for metrics and status. */
+  count(): Promise<{ objectType: number; state: number; n: number }[]>;
+
+  rootKeys(): Promise<RootKeyRecord[]>;
+  putRootKey(r: RootKeyRecord): Promise<void>;
+
+  /** Small settings the server keeps with its data (schema version, master-key kind, ...). */
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export class ConcurrentModificationError extends Error {
+  override readonly name = 'ConcurrentModificationError';
+}
+
+export class DuplicateObjectError extends Error {
+  override readonly name = 'DuplicateObjectError';
+}
