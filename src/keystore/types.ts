@@ -46,7 +46,14 @@ export interface StoredObject {
   updatedAt: number;
 }
 
-/** A comparison in a Locate query. Values are compared in the attribute's own type. */
+/**
+ * A comparison in a Locate query. Values are compared in the attribute's own type:
+ * Integer, Enumeration, Interval, Long Integer and Big Integer values match a `number` or a
+ * `bigint` of the same value; Boolean a `boolean`; Text String a `string`; Byte String a
+ * `Buffer`. Date-Time and Date-Time Extended values are compared in seconds since the epoch
+ * (a Date-Time Extended keeps its microseconds as a fraction). Name matches on its Name Value;
+ * other structured attributes can only be tested with `present` (the caller filters further).
+ */
 export type AttributeFilter =
   /** Equality on a scalar attribute (any instance matches), or on Name's Name Value. */
   | { kind: 'equals'; name: string; value: string | number | bigint | boolean | Buffer }
@@ -89,7 +96,8 @@ export interface KeyStore {
   get(uid: string): Promise<StoredObject | undefined>;
   /**
    * Replaces the stored row of `obj.uid` if its stored revision equals `expectedRevision`
-   * (else rejects with ConcurrentModificationError). Stores `obj` with revision+1 and returns it.
+   * (else rejects with ConcurrentModificationError; also when the uid does not exist).
+   * Stores `obj` with revision `expectedRevision + 1` and returns it.
    */
   update(obj: StoredObject, expectedRevision: number): Promise<StoredObject>;
   /** Puts a row back exactly as given (undo), or removes the uid when `obj` is null. */
@@ -99,10 +107,19 @@ export interface KeyStore {
   /** Counts by (objectType, state), for metrics and status. */
   count(): Promise<{ objectType: number; state: number; n: number }[]>;
 
+  /** Every root key record, oldest first. */
   rootKeys(): Promise<RootKeyRecord[]>;
+  /**
+   * Inserts or replaces the record with `r.id` (replacing is how a root key is re-wrapped under
+   * a new master key, or retired). Putting an 'active' record retires every other active one in
+   * the same transaction, so there is never more than one active root key.
+   */
   putRootKey(r: RootKeyRecord): Promise<void>;
 
-  /** Small settings the server keeps with its data (schema version, master-key kind, ...). */
+  /**
+   * Small settings the server keeps with its data (schema version, master-key kind, ...).
+   * `schema_version` is owned by the backend: readable, but setMeta rejects it.
+   */
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
 
@@ -115,4 +132,17 @@ export class ConcurrentModificationError extends Error {
 
 export class DuplicateObjectError extends Error {
   override readonly name = 'DuplicateObjectError';
+}
+
+/**
+ * The database was written by a newer kmipd (schema version above what this build knows), or is
+ * not a kmipd database at all. The store refuses to open it and leaves it untouched.
+ */
+export class UnsupportedSchemaError extends Error {
+  override readonly name = 'UnsupportedSchemaError';
+}
+
+/** A method was called after close(). */
+export class KeyStoreClosedError extends Error {
+  override readonly name = 'KeyStoreClosedError';
 }

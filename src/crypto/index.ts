@@ -1,0 +1,3 @@
+export * from './masterkey.js';
+export * from './software.js';
+export * from './envelope.js';

@@ -1,0 +1,679 @@
+/**
+ * The SQLite keystore (better-sqlite3).
+ *
+ * Durability: WAL journal with synchronous=FULL, so every COMMIT fsyncs the WAL; a write method's
+ * promise resolves only after the COMMIT of the transaction holding it has returned.
+ *
+ * Group commit: write methods do not touch the database themselves. They validate and encode
+ * their row at once (so bad input fails early and alone), then queue a job. The queue is flushed
+ * on setImmediate: every job queued until then runs in one IMMEDIATE transaction, each inside its
+ * own SAVEPOINT, so a job that fails (duplicate uid, revision conflict, ...) is rolled back to its
+ * savepoint and rejects alone while the others commit. One fsync then covers the whole group.
+ *
+ * better-sqlite3 is synchronous: a flush (and its fsync) runs on the event loop. Reads run
+ * directly, between flushes, and therefore only ever see committed data.
+ *
+ * No key material reaches this module in plaintext (WrappedMaterial is sealed by the envelope),
+ * and nothing here logs values.
+ */
+import Database from 'better-sqlite3';
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { decodeAttributes, encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
+import { assertSupportedSchema, migrate, SCHEMA_VERSION_KEY, type Migration, MIGRATIONS } from './migrations.js';
+import {
+  ConcurrentModificationError,
+  DuplicateObjectError,
+  KeyStoreClosedError,
+  type KeyStore,
+  type LocateQuery,
+  type RootKeyRecord,
+  type StoredObject,
+} from './types.js';
+
+/** At most this many queued writes share one transaction (bounds the time the loop is held). */
+const MAX_GROUP = 2000;
+/** Prepared Locate statements kept, keyed by their SQL. */
+const LOCATE_CACHE = 256;
+
+export interface SqliteStoreOptions {
+  /** Migrations to apply (tests only; defaults to the real list). */
+  migrations?: readonly Migration[];
+}
+
+interface ObjectRow {
+  seq: number;
+  uid: string;
+  object_type: number;
+  state: number;
+  owner: string;
+  attributes: Buffer;
+  root_key_id: string | null;
+  material: Buffer | null;
+  revision: number;
+  created_at: number;
+  updated_at: number;
+}
+
+interface RootKeyRow {
+  id: string;
+  wrapped: Buffer;
+  master_key_id: string;
+  status: string;
+  created_at: number;
+}
+
+/** An object validated and encoded for storage, before it is queued. */
+interface PreparedObject {
+  uid: string;
+  objectType: number;
+  state: number;
+  owner: string;
+  attributes: Buffer;
+  rootKeyId: string | null;
+  material: Buffer | null;
+  revision: number;
+  createdAt: number;
+  updatedAt: number;
+  index: { nameId: number; instance: number; key: IndexKey }[];
+}
+
+interface Job {
+  run(): unknown;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+function isUint32(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+}
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * Validates and encodes an object; throws TypeError/AttributeEncodingError/TtlvError.
+ * `nameId` gives the interned id of an attribute name.
+ */
+function prepareObject(obj: StoredObject, nameId: (name: string) => number, revision = obj.revision): PreparedObject {
+  if (typeof obj !== 'object' || obj === null) throw new TypeError('object expected');
+  if (typeof obj.uid !== 'string' || obj.uid.length === 0) throw new TypeError('uid must be a non-empty string');
+  if (!isUint32(obj.objectType)) throw new TypeError(`object ${obj.uid}: objectType must be a uint32`);
+  if (!isUint32(obj.state)) throw new TypeError(`object ${obj.uid}: state must be a uint32`);
+  if (typeof obj.owner !== 'string') throw new TypeError(`object ${obj.uid}: owner must be a string`);
+  if (!Number.isSafeInteger(revision)) throw new TypeError(`object ${obj.uid}: revision must be an integer`);
+  if (!Number.isSafeInteger(obj.createdAt) || !Number.isSafeInteger(obj.updatedAt)) {
+    throw new TypeError(`object ${obj.uid}: createdAt/updatedAt must be integer milliseconds`);
+  }
+  if (!Array.isArray(obj.attributes)) throw new TypeError(`object ${obj.uid}: attributes must be an array`);
+  let rootKeyId: string | null = null;
+  let material: Buffer | null = null;
+  if (obj.material !== null) {
+    const m = obj.material;
+    if (typeof m !== 'object' || typeof m.rootKeyId !== 'string' || !(m.blob instanceof Uint8Array)) {
+      throw new TypeError(`object ${obj.uid}: material must be null or { rootKeyId, blob }`);
+    }
+    rootKeyId = m.rootKeyId;
+    material = Buffer.from(asBuffer(m.blob)); // a copy: the row must not change if the caller's buffer does
+  }
+  return {
+    uid: obj.uid,
+    objectType: obj.objectType,
+    state: obj.state,
+    owner: obj.owner,
+    attributes: encodeAttributes(obj.attributes),
+    rootKeyId,
+    material,
+    revision,
+    createdAt: obj.createdAt,
+    updatedAt: obj.updatedAt,
+    index: indexEntries(obj.attributes).map((e) => ({ nameId: nameId(e.name), instance: e.instance, key: e.key })),
+  };
+}
+
+function rowToObject(r: ObjectRow): StoredObject {
+  return {
+    uid: r.uid,
+    objectType: r.object_type,
+    state: r.state,
+    owner: r.owner,
+    attributes: decodeAttributes(r.attributes),
+    material: r.root_key_id === null || r.material === null ? null : { rootKeyId: r.root_key_id, blob: r.material },
+    revision: r.revision,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function checkRootKey(r: RootKeyRecord): void {
+  if (typeof r !== 'object' || r === null) throw new TypeError('root key record expected');
+  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('root key id must be a non-empty string');
+  if (!(r.wrapped instanceof Uint8Array) || r.wrapped.length === 0) throw new TypeError('root key must be wrapped bytes');
+  if (typeof r.masterKeyId !== 'string') throw new TypeError('root key masterKeyId must be a string');
+  if (r.status !== 'active' && r.status !== 'retired') throw new TypeError(`root key status must be 'active' or 'retired'`);
+  if (!Number.isSafeInteger(r.createdAt)) throw new TypeError('root key createdAt must be integer milliseconds');
+}
+
+/** Creates the database file with mode 0600 if it does not exist yet (and makes the entry durable). */
+function createPrivateFile(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw e;
+  }
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const dfd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
+/**
+ * Opens (creating if missing, mode 0600) and migrates the keystore at `path`.
+ * Rejects with UnsupportedSchemaError, leaving the file untouched, when the database was
+ * written by a newer kmipd or is not a kmipd database.
+ */
+export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<SqliteKeyStore> {
+  const file = resolve(path);
+  createPrivateFile(file);
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    // Before anything writes (journal_mode does): refuse a newer or foreign database untouched.
+    assertSupportedSchema(db, options.migrations ?? MIGRATIONS);
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal') throw new Error(`${file}: cannot switch to WAL mode (journal_mode is ${String(mode)})`);
+    db.pragma('synchronous = FULL');
+    // macOS: fsync does not reach the platter without F_FULLFSYNC (no effect elsewhere).
+    db.pragma('fullfsync = ON');
+    db.pragma('checkpoint_fullfsync = ON');
+    db.pragma('foreign_keys = OFF');
+    db.pragma('trusted_schema = OFF');
+    migrate(db, options.migrations ?? MIGRATIONS);
+    // Keep planner statistics fresh, bounded in cost (SQLite's recommended use on open).
+    db.pragma('analysis_limit = 1000');
+    db.pragma('optimize = 0x10002');
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return new SqliteKeyStore(db, file);
+}
+
+export class SqliteKeyStore implements KeyStore {
+  readonly backend = 'sqlite';
+  readonly path: string;
+
+  readonly #db: Database.Database;
+  #queue: Job[] = [];
+  #scheduled: NodeJS.Immediate | undefined;
+  #closed = false;
+  #commits = 0;
+  readonly #locateCache = new Map<string, Database.Statement>();
+  /** Interned attribute names (ids never change once committed). */
+  readonly #nameIds = new Map<string, number>();
+
+  readonly #s: {
+    begin: Database.Statement;
+    commit: Database.Statement;
+    rollback: Database.Statement;
+    savepoint: Database.Statement;
+    release: Database.Statement;
+    rollbackTo: Database.Statement;
+    getByUid: Database.Statement;
+    seqRev: Database.Statement;
+    insert: Database.Statement;
+    update: Database.Statement;
+    deleteObject: Database.Statement;
+    insertIndex: Database.Statement;
+    nameId: Database.Statement;
+    addName: Database.Statement;
+    deleteIndex: Database.Statement;
+    getRemoved: Database.Statement;
+    putRemoved: Database.Statement;
+    deleteRemoved: Database.Statement;
+    count: Database.Statement;
+    rootKeys: Database.Statement;
+    retireActive: Database.Statement;
+    putRootKey: Database.Statement;
+    getMeta: Database.Statement;
+    setMeta: Database.Statement;
+  };
+
+  /** Use openSqliteStore. */
+  constructor(db: Database.Database, path: string) {
+    this.#db = db;
+    this.path = path;
+    const p = (sql: string): Database.Statement => db.prepare(sql);
+    this.#s = {
+      begin: p('BEGIN IMMEDIATE'),
+      commit: p('COMMIT'),
+      rollback: p('ROLLBACK'),
+      savepoint: p('SAVEPOINT job'),
+      release: p('RELEASE job'),
+      rollbackTo: p('ROLLBACK TO job'),
+      getByUid: p('SELECT * FROM objects WHERE uid = ?'),
+      seqRev: p('SELECT seq, revision FROM objects WHERE uid = ?'),
+      insert: p(
+        `INSERT INTO objects (seq, uid, object_type, state, owner, attributes, root_key_id, material, revision, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      update: p(
+        `UPDATE objects SET object_type = ?, state = ?, owner = ?, attributes = ?, root_key_id = ?, material = ?,
+           revision = ?, created_at = ?, updated_at = ? WHERE seq = ?`,
+      ),
+      deleteObject: p('DELETE FROM objects WHERE seq = ?'),
+      insertIndex: p('INSERT INTO attr_index (seq, name_id, instance, key) VALUES (?, ?, ?, ?)'),
+      nameId: p('SELECT id FROM attr_names WHERE name = ?').pluck(),
+      addName: p('INSERT INTO attr_names (name) VALUES (?) ON CONFLICT (name) DO NOTHING'),
+      deleteIndex: p('DELETE FROM attr_index WHERE seq = ?'),
+      getRemoved: p('SELECT seq FROM removed WHERE uid = ?'),
+      putRemoved: p('INSERT INTO removed (uid, seq) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE SET seq = excluded.seq'),
+      deleteRemoved: p('DELETE FROM removed WHERE uid = ?'),
+      count: p(
+        'SELECT object_type AS objectType, state, count(*) AS n FROM objects GROUP BY object_type, state ORDER BY object_type, state',
+      ),
+      rootKeys: p('SELECT * FROM root_keys ORDER BY created_at, id'),
+      retireActive: p(`UPDATE root_keys SET status = 'retired' WHERE status = 'active' AND id <> ?`),
+      putRootKey: p(
+        `INSERT INTO root_keys (id, wrapped, master_key_id, status, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET wrapped = excluded.wrapped, master_key_id = excluded.master_key_id,
+           status = excluded.status, created_at = excluded.created_at`,
+      ),
+      getMeta: p('SELECT value FROM meta WHERE key = ?'),
+      setMeta: p('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    };
+  }
+
+  /** Transactions committed by the write queue since open (for metrics and tests). */
+  get commits(): number {
+    return this.#commits;
+  }
+
+  // ---- write path ---------------------------------------------------------------------------
+
+  /** The id of an attribute name as stored, or undefined when no object ever had it. */
+  #lookupName(name: string): number | undefined {
+    let id = this.#nameIds.get(name);
+    if (id === undefined) {
+      id = this.#s.nameId.get(name) as number | undefined;
+      if (id !== undefined) this.#nameIds.set(name, id);
+    }
+    return id;
+  }
+
+  /**
+   * The id of an attribute name, allocated if new. A new name is committed at once, in its own
+   * small transaction outside the group (never inside one: a flush runs synchronously, so no
+   * transaction is open here). Names are a small, slowly growing set, so this is rare; an id
+   * whose object then fails to insert is simply unused.
+   */
+  readonly #internName = (name: string): number => {
+    let id = this.#lookupName(name);
+    if (id === undefined) {
+      if (this.#db.inTransaction) throw new Error('internal: attribute name allocated inside a transaction');
+      this.#s.addName.run(name);
+      id = this.#s.nameId.get(name) as number;
+      this.#nameIds.set(name, id);
+    }
+    return id;
+  };
+
+  /** Queues a job for the next group commit; resolves with its result once that commit is durable. */
+  #enqueue<R>(run: () => R): Promise<R> {
+    if (this.#closed) return Promise.reject(new KeyStoreClosedError('keystore is closed'));
+    return new Promise<R>((resolve, reject) => {
+      this.#queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.#scheduled ??= setImmediate(() => this.#flush());
+    });
+  }
+
+  /** Runs every queued job, in groups of at most MAX_GROUP per transaction, then settles them. */
+  #flush(): void {
+    this.#scheduled = undefined;
+    while (this.#queue.length > 0) {
+      const jobs = this.#queue.splice(0, MAX_GROUP);
+      const outcomes = this.#runGroup(jobs);
+      jobs.forEach((j, i) => {
+        const o = outcomes[i]!;
+        if (o.ok) j.resolve(o.value);
+        else j.reject(o.error);
+      });
+    }
+  }
+
+  #runGroup(jobs: Job[]): Outcome[] {
+    const db = this.#db;
+    const s = this.#s;
+    const out: Outcome[] = [];
+    /** Index of the first job of the transaction in progress. */
+    let txStart = 0;
+    const failSince = (from: number, error: unknown): void => {
+      for (let j = from; j < jobs.length; j++) {
+        if (out[j] === undefined || out[j]!.ok) out[j] = { ok: false, error };
+      }
+    };
+    try {
+      s.begin.run();
+      for (let i = 0; i < jobs.length; i++) {
+        s.savepoint.run();
+        try {
+          out[i] = { ok: true, value: jobs[i]!.run() };
+          s.release.run();
+        } catch (error) {
+          out[i] = { ok: false, error };
+          if (db.inTransaction) {
+            s.rollbackTo.run();
+            s.release.run();
+          } else {
+            // SQLite rolled the whole transaction back (e.g. SQLITE_FULL): the earlier jobs of
+            // this transaction are lost too. Fail them, and carry on with a new transaction.
+            const lost = new Error(`transaction rolled back: ${(error as Error).message}`, { cause: error });
+            for (let j = txStart; j < i; j++) if (out[j]!.ok) out[j] = { ok: false, error: lost };
+            txStart = i + 1;
+            s.begin.run();
+          }
+        }
+      }
+      s.commit.run();
+      this.#commits++;
+    } catch (error) {
+      // BEGIN or COMMIT failed: nothing of this transaction is durable.
+      if (db.inTransaction) {
+        try {
+          s.rollback.run();
+        } catch {
+          /* the connection rolled back already */
+        }
+      }
+      failSince(txStart, error);
+    }
+    return out;
+  }
+
+  insert(obj: StoredObject): Promise<void> {
+    let row: PreparedObject;
+    try {
+      row = prepareObject(obj, this.#internName);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#enqueue(() => {
+      if (this.#s.seqRev.get(row.uid) !== undefined) throw new DuplicateObjectError(`object ${row.uid} exists already`);
+      this.#insertRow(row, null);
+    });
+  }
+
+  update(obj: StoredObject, expectedRevision: number): Promise<StoredObject> {
+    let row: PreparedObject;
+    try {
+      if (!Number.isSafeInteger(expectedRevision)) throw new TypeError('expectedRevision must be an integer');
+      row = prepareObject(obj, this.#internName, expectedRevision + 1);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const result: StoredObject = { ...obj, revision: expectedRevision + 1 };
+    return this.#enqueue(() => {
+      const cur = this.#s.seqRev.get(row.uid) as { seq: number; revision: number } | undefined;
+      if (cur === undefined) throw new ConcurrentModificationError(`object ${row.uid} does not exist (anymore)`);
+      if (cur.revision !== expectedRevision) {
+        throw new ConcurrentModificationError(
+          `object ${row.uid} was modified concurrently (revision ${cur.revision}, expected ${expectedRevision})`,
+        );
+      }
+      this.#updateRow(cur.seq, row);
+      return result;
+    });
+  }
+
+  restore(uid: string, obj: StoredObject | null): Promise<void> {
+    let row: PreparedObject | null = null;
+    try {
+      if (typeof uid !== 'string' || uid.length === 0) throw new TypeError('uid must be a non-empty string');
+      if (obj !== null) {
+        if (obj.uid !== uid) throw new TypeError(`restore(${uid}) was given object ${String(obj.uid)}`);
+        row = prepareObject(obj, this.#internName);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#enqueue(() => {
+      const s = this.#s;
+      const cur = s.seqRev.get(uid) as { seq: number } | undefined;
+      if (row === null) {
+        if (cur === undefined) return;
+        s.deleteIndex.run(cur.seq);
+        s.deleteObject.run(cur.seq);
+        s.putRemoved.run(uid, cur.seq);
+      } else if (cur !== undefined) {
+        this.#updateRow(cur.seq, row);
+      } else {
+        const old = s.getRemoved.get(uid) as { seq: number } | undefined;
+        this.#insertRow(row, old?.seq ?? null);
+        if (old !== undefined) s.deleteRemoved.run(uid);
+      }
+    });
+  }
+
+  #insertRow(r: PreparedObject, seq: number | null): void {
+    const s = this.#s;
+    const info = s.insert.run(
+      seq,
+      r.uid,
+      r.objectType,
+      r.state,
+      r.owner,
+      r.attributes,
+      r.rootKeyId,
+      r.material,
+      r.revision,
+      r.createdAt,
+      r.updatedAt,
+    );
+    const newSeq = info.lastInsertRowid;
+    for (const e of r.index) s.insertIndex.run(newSeq, e.nameId, e.instance, e.key);
+  }
+
+  #updateRow(seq: number, r: PreparedObject): void {
+    const s = this.#s;
+    s.update.run(r.objectType, r.state, r.owner, r.attributes, r.rootKeyId, r.material, r.revision, r.createdAt, r.updatedAt, seq);
+    s.deleteIndex.run(seq);
+    for (const e of r.index) s.insertIndex.run(seq, e.nameId, e.instance, e.key);
+  }
+
+  putRootKey(r: RootKeyRecord): Promise<void> {
+    try {
+      checkRootKey(r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const wrapped = Buffer.from(asBuffer(r.wrapped));
+    const { id, masterKeyId, status, createdAt } = r;
+    return this.#enqueue(() => {
+      if (status === 'active') this.#s.retireActive.run(id);
+      this.#s.putRootKey.run(id, wrapped, masterKeyId, status, createdAt);
+    });
+  }
+
+  setMeta(key: string, value: string): Promise<void> {
+    if (typeof key !== 'string' || key.length === 0 || typeof value !== 'string') {
+      return Promise.reject(new TypeError('meta key and value must be strings (key non-empty)'));
+    }
+    if (key === SCHEMA_VERSION_KEY) return Promise.reject(new Error(`meta key ${key} is managed by the keystore`));
+    return this.#enqueue(() => {
+      this.#s.setMeta.run(key, value);
+    });
+  }
+
+  // ---- read path ----------------------------------------------------------------------------
+
+  #read<R>(fn: () => R): Promise<R> {
+    if (this.#closed) return Promise.reject(new KeyStoreClosedError('keystore is closed'));
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  get(uid: string): Promise<StoredObject | undefined> {
+    return this.#read(() => {
+      const r = this.#s.getByUid.get(uid) as ObjectRow | undefined;
+      return r === undefined ? undefined : rowToObject(r);
+    });
+  }
+
+  /** Builds the SQL and parameters of a Locate, or null when it can match nothing. */
+  #locateSql(q: LocateQuery): { sql: string; params: unknown[] } | null {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const inList = (col: string, values: readonly unknown[]): void => {
+      where.push(`${col} IN (${values.map(() => '?').join(', ')})`);
+      params.push(...values);
+    };
+    const filters = q.filters ?? [];
+    // When an attribute filter drives the query, the owner/type/state indexes are disabled
+    // (unary +): an attribute match is nearly always the more selective, and a planner that
+    // picked "owner = x" for an owner of a million objects would scan them all.
+    const attrDriven = filters.length > 0;
+    const col = (c: string): string => (attrDriven ? `+o.${c}` : `o.${c}`);
+    if (q.owners !== undefined) {
+      if (q.owners.length === 0) return null;
+      inList(col('owner'), q.owners);
+    }
+    if (q.objectTypes !== undefined) {
+      if (q.objectTypes.length === 0) return null;
+      inList(col('object_type'), q.objectTypes);
+    }
+    if (q.states !== undefined) {
+      if (q.states.length === 0) return null;
+      inList(col('state'), q.states);
+    }
+    for (const f of filters) {
+      // A name no object ever had matches nothing.
+      const nameId = this.#lookupName(f.name);
+      if (nameId === undefined) return null;
+      switch (f.kind) {
+        case 'equals':
+          where.push('o.seq IN (SELECT seq FROM attr_index WHERE name_id = ? AND key = ?)');
+          params.push(nameId, filterKey(f.value));
+          break;
+        case 'range': {
+          const conds = ['name_id = ?'];
+          params.push(nameId);
+          if (f.from !== undefined) {
+            conds.push('key >= ?');
+            params.push(rangeBound(f.from));
+          }
+          if (f.to !== undefined) {
+            conds.push('key <= ?');
+            params.push(rangeBound(f.to));
+          } else {
+            // Every number sorts before every text: this keeps the range on numeric keys.
+            conds.push(`key < ''`);
+          }
+          where.push(`o.seq IN (SELECT seq FROM attr_index WHERE ${conds.join(' AND ')})`);
+          break;
+        }
+        case 'present':
+          where.push('o.seq IN (SELECT seq FROM attr_index WHERE name_id = ?)');
+          params.push(nameId);
+          break;
+        default:
+          throw new TypeError(`unknown filter kind ${String((f as { kind: unknown }).kind)}`);
+      }
+    }
+    const offset = q.offset ?? 0;
+    const limit = q.limit ?? -1;
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new TypeError('offset must be a non-negative integer');
+    if (!Number.isSafeInteger(limit) || limit < -1) throw new TypeError('limit must be a non-negative integer');
+    if (limit === 0) return null;
+    const sql =
+      `SELECT o.uid FROM objects o` +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY o.seq LIMIT ? OFFSET ?`;
+    params.push(limit, offset);
+    return { sql, params };
+  }
+
+  #locateStatement(sql: string): Database.Statement {
+    let st = this.#locateCache.get(sql);
+    if (st === undefined) {
+      st = this.#db.prepare(sql).pluck();
+      if (this.#locateCache.size >= LOCATE_CACHE) {
+        const oldest = this.#locateCache.keys().next();
+        if (!oldest.done) this.#locateCache.delete(oldest.value);
+      }
+      this.#locateCache.set(sql, st);
+    }
+    return st;
+  }
+
+  locate(q: LocateQuery): Promise<string[]> {
+    return this.#read(() => {
+      const built = this.#locateSql(q);
+      if (built === null) return [];
+      return this.#locateStatement(built.sql).all(...built.params) as string[];
+    });
+  }
+
+  /** The query plan of a Locate (EXPLAIN QUERY PLAN details), for diagnostics and tests. */
+  explainLocate(q: LocateQuery): string[] {
+    const built = this.#locateSql(q);
+    if (built === null) return [];
+    const rows = this.#db.prepare(`EXPLAIN QUERY PLAN ${built.sql}`).all(...built.params) as { detail: string }[];
+    return rows.map((r) => r.detail);
+  }
+
+  count(): Promise<{ objectType: number; state: number; n: number }[]> {
+    return this.#read(() => this.#s.count.all() as { objectType: number; state: number; n: number }[]);
+  }
+
+  rootKeys(): Promise<RootKeyRecord[]> {
+    return this.#read(() =>
+      (this.#s.rootKeys.all() as RootKeyRow[]).map((r) => ({
+        id: r.id,
+        wrapped: r.wrapped,
+        masterKeyId: r.master_key_id,
+        status: r.status === 'active' ? ('active' as const) : ('retired' as const),
+        createdAt: r.created_at,
+      })),
+    );
+  }
+
+  getMeta(key: string): Promise<string | undefined> {
+    return this.#read(() => (this.#s.getMeta.get(key) as { value: string } | undefined)?.value);
+  }
+
+  /** Flushes pending writes (they resolve or reject as usual), then closes. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    if (this.#scheduled !== undefined) {
+      clearImmediate(this.#scheduled);
+      this.#scheduled = undefined;
+    }
+    try {
+      this.#flush();
+      try {
+        this.#db.pragma('optimize');
+      } catch {
+        /* statistics are an optimisation only */
+      }
+    } finally {
+      this.#db.close();
+    }
+    return Promise.resolve();
+  }
+}
