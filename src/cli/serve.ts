@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createLogger } from '../server/log.js';
+import { DEFAULT_LIMITS } from '../server/listener.js';
+import { startServer } from '../server/server.js';
+
+export const DEFAULT_DATA_DIR = './kmipd-data';
+
+function intArg(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+interface ServeFlags {
+  data: string;
+  host: string;
+  port: number;
+  san: string[];
+  logLevel: string;
+  maxMessageSize: number;
+  handshakeTimeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+  maxInFlight: number;
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('run the KMIP server (creates the data directory with its PKI, master key and keystore on first run)')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA_DIR)
+    .option('--host <addr>', 'address to listen on', '0.0.0.0')
+    .option('--port <n>', 'KMIP port', intArg('--port', 0, 65535), 5696)
+    .option('--san <name>', 'extra subject alternative name for a new server certificate (repeatable)', collect, [])
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default(process.env.KMIPD_LOG_LEVEL ?? 'info'))
+    .option('--max-message-size <bytes>', 'largest request accepted', intArg('--max-message-size', 1024, 64 * 1024 * 1024), DEFAULT_LIMITS.maxMessageSize)
+    .option('--handshake-timeout <ms>', 'TLS handshake deadline', intArg('--handshake-timeout', 100, 600_000), DEFAULT_LIMITS.handshakeTimeoutMs)
+    .option('--idle-timeout <ms>', 'close connections idle this long', intArg('--idle-timeout', 100, 86_400_000), DEFAULT_LIMITS.idleTimeoutMs)
+    .option('--max-connections <n>', 'connections open at once', intArg('--max-connections', 1, 1_000_000), DEFAULT_LIMITS.maxConnections)
+    .option('--max-in-flight <n>', 'requests executing at once', intArg('--max-in-flight', 1, 100_000), DEFAULT_LIMITS.maxInFlight)
+    .action(async (f: ServeFlags) => {
+      const log = createLogger({ level: f.logLevel });
+      let server;
+      try {
+        server = await startServer({
+          dataDir: f.data,
+          host: f.host,
+          port: f.port,
+          sans: f.san,
+          log,
+          limits: {
+            maxMessageSize: f.maxMessageSize,
+            handshakeTimeoutMs: f.handshakeTimeout,
+            idleTimeoutMs: f.idleTimeout,
+            maxConnections: f.maxConnections,
+            maxInFlight: f.maxInFlight,
+          },
+        });
+      } catch (e) {
+        process.stderr.write(`kmipd: cannot start: ${(e as Error).message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const { state, listener } = server;
+      const addr = listener.address;
+      log.info({ host: addr.address, port: addr.port, data: state.dir, master: state.master.kind, keystore: state.store.backend }, 'kmipd listening');
+      if (state.firstRun) {
+        process.stdout.write(
+          [
+            `kmipd: new data directory ${state.dir}`,
+            `  CA certificate (give it to clients to trust this server): ${join(state.dir, 'pki', 'ca.crt')}`,
+            `  server certificate: ${join(state.dir, 'pki', 'server.crt')}`,
+            `  get a client certificate:  kmipd cert issue --data ${f.data} --cn NAME --out DIR`,
+            '',
+          ].join('\n'),
+        );
+      }
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'stopping: no new connections, finishing requests in flight');
+        server
+          .stop()
+          .then(() => {
+            log.info('stopped');
+            log.flush();
+          })
+          .catch((err: unknown) => {
+            log.error({ err }, 'error while stopping');
+            process.exitCode = 1;
+          });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+}

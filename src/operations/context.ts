@@ -1,0 +1,70 @@
+import type { Logger } from 'pino';
+import type { KmipAttribute } from '../codec/attributes.js';
+import type { KmipVersion } from '../spec/index.js';
+import type { StructureNode, TtlvNode } from '../ttlv/types.js';
+import type { ObjectService } from './objects.js';
+
+/** Who is asking: established by the transport (certificate CN or pinned name). */
+export interface ClientIdentity {
+  name: string;
+  /** SHA-256 fingerprint of the client certificate, for the audit trail. */
+  fingerprint?: string;
+  address?: string;
+}
+
+/** What the server allows beyond plain ownership. */
+export interface AccessPolicy {
+  /** Groups of identities that share each other's objects (several vCenter certificates, nodes). */
+  groups: string[][];
+  /** Identities that may manage every object's lifecycle and attributes. */
+  admins: string[];
+  /** Whether admins may also Get the key material of objects they do not own. */
+  adminsMayReadKeyMaterial: boolean;
+}
+
+export interface ServerInfo {
+  vendor: string;
+  product: string;
+  version: string;
+  /** Versions offered by DiscoverVersions, preferred first. */
+  versions: readonly KmipVersion[];
+  /**
+   * The handlers the executor serves, for Query Operations and Query Objects. Meant to be filled
+   * by the executor from its registered handlers; Query falls back to `allHandlers` without it.
+   */
+  handlers?: readonly OperationHandler[];
+  /** Deployment claims Query reports when configured; an absent list answers nothing. */
+  profiles?: readonly number[];
+  clientRegistrationMethods?: readonly number[];
+  protectionStorageMasks?: readonly number[];
+}
+
+/** Everything a handler may use for one batch item. */
+export interface OperationContext {
+  identity: ClientIdentity;
+  version: KmipVersion;
+  log: Logger;
+  objects: ObjectService;
+  server: ServerInfo;
+  now(): Date;
+  /** The ID Placeholder of this message (the uid the previous item produced), if any. */
+  idPlaceholder: string | undefined;
+  setIdPlaceholder(uid: string): void;
+  /** The uid named in a payload, or the ID Placeholder when the payload names none. */
+  uidOrPlaceholder(payload: StructureNode): string;
+}
+
+export interface OperationHandler {
+  /** Operation enumeration value. */
+  operation: number;
+  /** Normalised operation name, for logs and Query. */
+  name: string;
+  /** First protocol version in which the operation exists. */
+  since: KmipVersion;
+  /** Object Types this operation brings into the server (Create, Register...), for Query Objects. */
+  objectTypes?: readonly number[];
+  /** Values this operation supplies for attributes the client leaves out, per Object Type (Query Defaults Information). */
+  objectDefaults?: readonly { objectType: number; attributes: readonly KmipAttribute[] }[];
+  /** Returns the children of the Response Payload. Throws KmipError to fail the item. */
+  handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]>;
+}

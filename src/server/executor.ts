@@ -1,0 +1,284 @@
+import type { Logger } from 'pino';
+import { KmipError, type ResultReasonName } from '../codec/errors.js';
+import {
+  decodeRequest,
+  peekProtocolVersion,
+  responseItemNode,
+  responseMessageNode,
+  type RequestBatchItem,
+  type RequestMessage,
+  type ResponseBatchItem,
+} from '../codec/message.js';
+import type { KeyStore } from '../keystore/types.js';
+import type { AccessPolicy, ClientIdentity, OperationContext, OperationHandler, ServerInfo } from '../operations/context.js';
+import { ObjectService, type MaterialSealer } from '../operations/objects.js';
+import { Enums, KMIP_VERSIONS, Tag, compareVersions, enumValueName, parseVersion, type KmipVersion } from '../spec/index.js';
+import { decodeTtlv, encodeTtlv, TtlvError, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { optValue } from '../codec/node.js';
+
+export interface ExecutorOptions {
+  store: KeyStore;
+  sealer: MaterialSealer;
+  policy: AccessPolicy;
+  server: ServerInfo;
+  handlers: readonly OperationHandler[];
+  log: Logger;
+  maxMessageSize: number;
+  /** When set, every request must carry this Username and Password credential. */
+  requiredCredential?: { username: string; password: string };
+  clock?: () => Date;
+}
+
+export interface ItemLog {
+  operation: string;
+  uid?: string;
+  result: string;
+  reason?: string;
+}
+
+export interface ExecuteResult {
+  response: Buffer;
+  version: string;
+  items: ItemLog[];
+}
+
+/**
+ * Every batch rule in one place: version, Batch Count, Unique Batch Item ID echo, Batch Error
+ * Continuation (Stop / Continue / Undo), Batch Order, ID Placeholder, Maximum Response Size,
+ * Asynchronous Indicator, Authentication. Handlers see one item at a time.
+ */
+export class Executor {
+  private readonly handlers = new Map<number, OperationHandler>();
+  private readonly clock: () => Date;
+
+  constructor(private readonly opts: ExecutorOptions) {
+    for (const h of opts.handlers) this.handlers.set(h.operation, h);
+    this.clock = opts.clock ?? (() => new Date());
+  }
+
+  get registered(): readonly OperationHandler[] {
+    return [...this.handlers.values()];
+  }
+
+  /** Decodes one framed request and returns the encoded response. Never throws for bad input. */
+  async execute(frame: Buffer, identity: ClientIdentity, log: Logger): Promise<ExecuteResult> {
+    let tree: TtlvNode;
+    try {
+      tree = decodeTtlv(frame, { maxMessageSize: this.opts.maxMessageSize });
+    } catch (e) {
+      if (!(e instanceof TtlvError)) throw e;
+      log.info({ err: e.message }, 'undecodable request');
+      const v = peekVersionBytes(frame);
+      return this.failMessage(v, 'InvalidMessage', `the request is not valid TTLV: ${e.message}`);
+    }
+    const pv = peekProtocolVersion(tree);
+    let msg: RequestMessage;
+    try {
+      msg = decodeRequest(tree);
+    } catch (e) {
+      if (!(e instanceof KmipError)) throw e;
+      return this.failMessage(pv, e.reason, e.message);
+    }
+    const h = msg.header;
+    const version = h.version;
+    if (!version || !this.opts.server.versions.includes(version)) {
+      const reason: ResultReasonName = h.major >= 2 ? 'UnsupportedProtocolVersion' : 'InvalidMessage';
+      return this.failMessage(pv, reason, `protocol version ${h.major}.${h.minor} is not supported; use Discover Versions`);
+    }
+    if (h.batchCount !== msg.items.length) {
+      return this.failMessage(pv, 'InvalidMessage', `Batch Count says ${h.batchCount} but the message holds ${msg.items.length} batch items`);
+    }
+    if (msg.items.length === 0) return this.failMessage(pv, 'InvalidMessage', 'the message holds no batch item');
+    if (h.asynchronousIndicator) {
+      // kmipd answers every request synchronously; the spec's answer for a server that does not
+      // support asynchronous responses is Operation Failed / Feature Not Supported... per item.
+      return this.failItems(msg, version, 'FeatureNotSupported', 'asynchronous operations are not supported');
+    }
+    const auth = this.authenticate(msg);
+    if (auth) return this.failItems(msg, version, 'AuthenticationNotSuccessful', auth);
+    if (!h.batchOrder && msg.items.length > 1) {
+      // Batch Order Option false lets the server reorder; executing in order is always permitted.
+    }
+    if (h.batchErrorContinuation === 'Undo' && !this.undoable(msg)) {
+      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, RNG)');
+    }
+
+    const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
+    let placeholder: string | undefined;
+    const results: ResponseBatchItem[] = [];
+    const logs: ItemLog[] = [];
+    let failed = false;
+    for (const item of msg.items) {
+      const handler = this.handlers.get(item.operation);
+      const base: ResponseBatchItem = { status: 'Success', operation: item.operation };
+      if (item.uniqueBatchItemId) base.uniqueBatchItemId = item.uniqueBatchItemId;
+      const opName = enumValueName('Operation', item.operation) ?? `0x${item.operation.toString(16)}`;
+      if (failed) {
+        // Stop: the remaining items are not executed and not answered (KMIP §"Batch Error
+        // Continuation Option": the response holds only the items processed).
+        break;
+      }
+      const itemLog: ItemLog = { operation: opName, result: 'Success' };
+      try {
+        if (!handler || compareVersions(handler.since, version) > 0) {
+          throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
+        }
+        checkMessageExtension(item);
+        const ctx: OperationContext = {
+          identity,
+          version,
+          log: log.child({ op: opName }),
+          objects,
+          server: this.opts.server,
+          now: this.clock,
+          idPlaceholder: placeholder,
+          setIdPlaceholder: (uid) => {
+            placeholder = uid;
+          },
+          uidOrPlaceholder: (payload: StructureNode) => {
+            const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
+            if (uid !== undefined) return uid;
+            if (placeholder !== undefined) return placeholder;
+            throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
+          },
+        };
+        const payload = await handler.handle(ctx, item.payload);
+        const uid = payload.find((c) => c.tag === Tag.UniqueIdentifier);
+        if (uid?.type === 'TextString') {
+          itemLog.uid = uid.value;
+          placeholder = uid.value;
+        }
+        results.push({ ...base, payload });
+      } catch (e) {
+        const { reason, message } = this.toKmipError(e, log, opName);
+        itemLog.result = 'OperationFailed';
+        itemLog.reason = reason;
+        results.push({ ...base, status: 'OperationFailed', reason, message });
+        if (h.batchErrorContinuation === 'Undo') {
+          await objects.undo();
+          for (const r of results) {
+            if (r.status === 'Success') {
+              r.status = 'OperationUndone';
+              delete r.payload;
+            }
+          }
+          failed = true;
+        } else if (h.batchErrorContinuation === 'Stop') {
+          failed = true;
+        }
+      }
+      logs.push(itemLog);
+    }
+    objects.commit();
+    return this.respond(pv, version, results, logs, h.maximumResponseSize);
+  }
+
+  /** A whole-message error response (for frames that could not be read at all). */
+  messageError(reason: ResultReasonName, message: string): Buffer {
+    return this.failMessage(undefined, reason, message).response;
+  }
+
+  private toKmipError(e: unknown, log: Logger, op: string): { reason: ResultReasonName; message: string } {
+    if (e instanceof KmipError) return { reason: e.reason, message: e.message };
+    // Unexpected: the stack goes to the log, never to the client.
+    log.error({ err: e, op }, 'operation failed unexpectedly');
+    return { reason: 'GeneralFailure', message: 'internal error; see the server log' };
+  }
+
+  private undoable(msg: RequestMessage): boolean {
+    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions]);
+    return msg.items.every((i) => !notUndoable.has(i.operation));
+  }
+
+  private authenticate(msg: RequestMessage): string | undefined {
+    const need = this.opts.requiredCredential;
+    if (!need) return undefined;
+    const ok = msg.header.credentials.some(
+      (c) => c.type === Enums.CredentialType.UsernameAndPassword && c.username === need.username && c.password !== undefined && timingSafeEqualStr(c.password, need.password),
+    );
+    return ok ? undefined : 'a valid Username and Password credential is required';
+  }
+
+  private failItems(msg: RequestMessage, version: KmipVersion, reason: ResultReasonName, message: string): ExecuteResult {
+    const items = msg.items.map((i): ResponseBatchItem => {
+      const r: ResponseBatchItem = { operation: i.operation, status: 'OperationFailed', reason, message };
+      if (i.uniqueBatchItemId) r.uniqueBatchItemId = i.uniqueBatchItemId;
+      return r;
+    });
+    const logs = msg.items.map((i) => ({ operation: enumValueName('Operation', i.operation) ?? '?', result: 'OperationFailed', reason }));
+    return this.respond({ major: msg.header.major, minor: msg.header.minor }, version, items, logs, undefined);
+  }
+
+  /** A message-level failure: one batch item with no operation, in the best version we can tell. */
+  private failMessage(pv: { major: number; minor: number } | undefined, reason: ResultReasonName, message: string): ExecuteResult {
+    const version = answerVersion(pv);
+    const item: ResponseBatchItem = { status: 'OperationFailed', reason, message };
+    return this.respond(undefined, version, [item], [{ operation: '-', result: 'OperationFailed', reason }], undefined);
+  }
+
+  private respond(
+    pv: { major: number; minor: number } | undefined,
+    version: KmipVersion,
+    items: ResponseBatchItem[],
+    logs: ItemLog[],
+    maxSize: number | undefined,
+  ): ExecuteResult {
+    const [major, minor] = version.split('.').map(Number) as [number, number];
+    void pv;
+    const header = { major, minor, timeStamp: BigInt(Math.floor(this.clock().getTime() / 1000)) };
+    let response = encodeTtlv(responseMessageNode(header, items.map((i) => responseItemNode(i, version))));
+    if (maxSize !== undefined && response.length > maxSize) {
+      // Maximum Response Size: each item that made it too large is replaced by Response Too Large.
+      const small = items.map((i): ResponseBatchItem => {
+        if (i.status !== 'Success' || !i.payload) return i;
+        const r: ResponseBatchItem = { ...i, status: 'OperationFailed', reason: 'ResponseTooLarge', message: `the response exceeds the Maximum Response Size of ${maxSize} bytes` };
+        delete r.payload;
+        return r;
+      });
+      for (const l of logs) if (l.result === 'Success') Object.assign(l, { result: 'OperationFailed', reason: 'ResponseTooLarge' });
+      response = encodeTtlv(responseMessageNode(header, small.map((i) => responseItemNode(i, version))));
+    }
+    return { response, version, items: logs };
+  }
+}
+
+function timingSafeEqualStr(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  let diff = ab.length ^ bb.length;
+  for (let i = 0; i < Math.max(ab.length, bb.length); i++) diff |= (ab[i] ?? 0) ^ (bb[i] ?? 0);
+  return diff === 0;
+}
+
+function checkMessageExtension(item: RequestBatchItem): void {
+  const ext = item.messageExtension;
+  if (!ext) return;
+  const critical = optValue(ext, Tag.CriticalityIndicator, 'Boolean');
+  if (critical) throw new KmipError('FeatureNotSupported', 'critical Message Extension not supported');
+}
+
+/** The version to answer in: the request's when we speak it, else the nearest we speak below it. */
+export function answerVersion(pv: { major: number; minor: number } | undefined): KmipVersion {
+  if (!pv) return '1.0';
+  const exact = parseVersion(pv.major, pv.minor);
+  if (exact) return exact;
+  let best: KmipVersion = '1.0';
+  for (const v of KMIP_VERSIONS) {
+    const [maj, min] = v.split('.').map(Number) as [number, number];
+    if (maj < pv.major || (maj === pv.major && min <= pv.minor)) best = v;
+  }
+  return best;
+}
+
+/**
+ * The protocol version read straight from the fixed offsets of a request that starts like every
+ * KMIP request (Request Message / Request Header / Protocol Version / Major / Minor), for
+ * answering messages that do not decode as a whole.
+ */
+export function peekVersionBytes(frame: Buffer): { major: number; minor: number } | undefined {
+  if (frame.length < 56) return undefined;
+  const tagAt = (o: number) => frame.readUIntBE(o, 3);
+  if (tagAt(0) !== Tag.RequestMessage || tagAt(8) !== Tag.RequestHeader || tagAt(16) !== Tag.ProtocolVersion) return undefined;
+  if (tagAt(24) !== Tag.ProtocolVersionMajor || frame[27] !== 0x02 || tagAt(40) !== Tag.ProtocolVersionMinor || frame[43] !== 0x02) return undefined;
+  return { major: frame.readInt32BE(32), minor: frame.readInt32BE(48) };
+}

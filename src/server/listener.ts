@@ -1,0 +1,271 @@
+import { X509Certificate, createHash } from 'node:crypto';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { ClientIdentity } from '../operations/context.js';
+import { FrameDecoder, TtlvError } from '../ttlv/index.js';
+import type { Executor } from './executor.js';
+
+/**
+ * The KMIP profiles' TLS suites (RSA key transport with AES-CBC-SHA256, which vCenter picks
+ * when offered) beside ECDHE-GCM; TLS 1.3 suites are configured separately by OpenSSL.
+ */
+export const CIPHERS = [
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'AES256-SHA256',
+  'AES128-SHA256',
+].join(':');
+
+export interface ListenerLimits {
+  maxMessageSize: number;
+  /** A TLS handshake must complete within this many ms. Stops: slowloris on the handshake. */
+  handshakeTimeoutMs: number;
+  /** A connection with no traffic for this many ms is closed. Stops: idle connection hoarding. */
+  idleTimeoutMs: number;
+  /** Connections open at once; more are refused at accept. */
+  maxConnections: number;
+  /** Requests executing at once across all connections; more wait their turn. */
+  maxInFlight: number;
+  /** Whole requests one connection may have queued (pipelined) before we stop reading from it. */
+  maxQueuedPerConnection: number;
+}
+
+export const DEFAULT_LIMITS: ListenerLimits = {
+  maxMessageSize: 1024 * 1024,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 120_000,
+  maxConnections: 1024,
+  maxInFlight: 256,
+  maxQueuedPerConnection: 32,
+};
+
+export type IdentifyResult = { ok: true; identity: ClientIdentity } | { ok: false; reason: string };
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  /** Called on every change of certificate or trust (reloads); the listener swaps contexts. */
+  tls: () => tls.SecureContextOptions;
+  /** Maps a verified peer certificate to an identity, or refuses it. */
+  identify: (cert: X509Certificate, address: string | undefined) => IdentifyResult;
+  executor: Executor;
+  limits: ListenerLimits;
+  log: Logger;
+}
+
+/** A counting semaphore for the global in-flight cap. */
+class Semaphore {
+  private waiters: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((r) => this.waiters.push(r));
+  }
+  release(): void {
+    const w = this.waiters.shift();
+    if (w) w();
+    else this.free++;
+  }
+}
+
+/** Rate-limits a repeated log line: at most one per window, with a count of what was dropped. */
+class RateLimitedLog {
+  private last = 0;
+  private dropped = 0;
+  constructor(private readonly windowMs: number) {}
+  log(fn: (dropped: number) => void): void {
+    const now = Date.now();
+    if (now - this.last >= this.windowMs) {
+      fn(this.dropped);
+      this.dropped = 0;
+      this.last = now;
+    } else this.dropped++;
+  }
+}
+
+export class KmipListener {
+  private server: tls.Server | undefined;
+  private readonly sockets = new Set<tls.TLSSocket>();
+  private readonly inFlight: Semaphore;
+  private readonly busy = new Set<Promise<void>>();
+  private readonly handshakeLog = new RateLimitedLog(10_000);
+  private closing = false;
+
+  constructor(private readonly opts: ListenerOptions) {
+    this.inFlight = new Semaphore(opts.limits.maxInFlight);
+  }
+
+  get address(): { address: string; port: number } {
+    const a = this.server?.address();
+    if (!a || typeof a === 'string') throw new Error('listener is not listening');
+    return { address: a.address, port: a.port };
+  }
+
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  private tlsOptions(): tls.TlsOptions {
+    return {
+      ...this.opts.tls(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      ciphers: CIPHERS,
+      honorCipherOrder: true,
+      handshakeTimeout: this.opts.limits.handshakeTimeoutMs,
+      // Session resumption: TLS 1.2 tickets and TLS 1.3 PSKs (on by default), 5 minutes.
+      sessionTimeout: 300,
+    };
+  }
+
+  /** Re-reads certificates and trust; new handshakes use them, open sessions are kept. */
+  reloadTls(): void {
+    this.server?.setSecureContext(this.tlsOptions());
+  }
+
+  async listen(): Promise<void> {
+    const server = tls.createServer(this.tlsOptions());
+    server.maxConnections = this.opts.limits.maxConnections;
+    server.on('secureConnection', (s) => this.onConnection(s));
+    server.on('tlsClientError', (err, s) => {
+      // vCenter retries fast when it is not trusted (18 failed handshakes in 30 s): rate-limited.
+      this.handshakeLog.log((dropped) =>
+        this.opts.log.warn({ addr: s.remoteAddress, err: err.message, suppressed: dropped }, 'TLS handshake failed'),
+      );
+      s.destroy();
+    });
+    server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private onConnection(sock: tls.TLSSocket): void {
+    const log0 = this.opts.log;
+    const started = Date.now();
+    const address = sock.remoteAddress;
+    if (this.closing) {
+      sock.destroy();
+      return;
+    }
+    const cert = sock.getPeerX509Certificate();
+    if (!cert) {
+      log0.warn({ addr: address }, 'connection without a client certificate refused');
+      sock.destroy();
+      return;
+    }
+    const who = this.opts.identify(cert, address);
+    if (!who.ok) {
+      this.handshakeLog.log((dropped) => log0.warn({ addr: address, reason: who.reason, suppressed: dropped }, 'client certificate refused'));
+      sock.destroy();
+      return;
+    }
+    const identity: ClientIdentity = {
+      ...who.identity,
+      fingerprint: who.identity.fingerprint ?? createHash('sha256').update(cert.raw).digest('hex'),
+    };
+    if (address !== undefined) identity.address = address;
+    const log = log0.child({ client: identity.name, addr: address });
+    this.sockets.add(sock);
+    let requests = 0;
+    const framer = new FrameDecoder({ maxMessageSize: this.opts.limits.maxMessageSize });
+    const queue: Buffer[] = [];
+    let pumping = false;
+    let ending = false;
+
+    sock.setTimeout(this.opts.limits.idleTimeoutMs, () => {
+      log.debug('idle timeout');
+      sock.destroy();
+    });
+    sock.setNoDelay(true);
+
+    const pump = async (): Promise<void> => {
+      if (pumping) return;
+      pumping = true;
+      try {
+        while (queue.length > 0 && !sock.destroyed) {
+          const frame = queue.shift()!;
+          if (sock.isPaused() && queue.length < this.opts.limits.maxQueuedPerConnection / 2) sock.resume();
+          await this.inFlight.acquire();
+          const t0 = process.hrtime.bigint();
+          try {
+            const r = await this.opts.executor.execute(frame, identity, log);
+            requests++;
+            const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+            for (const it of r.items) {
+              log.info({ kmip: r.version, op: it.operation, uid: it.uid, result: it.result, reason: it.reason, ms: Math.round(ms * 100) / 100 }, 'request');
+            }
+            if (!sock.destroyed) sock.write(r.response);
+          } finally {
+            this.inFlight.release();
+            frame.fill(0); // requests may carry key material (Register)
+          }
+        }
+      } catch (err) {
+        log.error({ err }, 'connection failed');
+        sock.destroy();
+      } finally {
+        pumping = false;
+        if (ending && queue.length === 0) sock.end();
+      }
+    };
+
+    const track = (p: Promise<void>) => {
+      this.busy.add(p);
+      void p.finally(() => this.busy.delete(p));
+    };
+
+    sock.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = framer.push(chunk);
+      } catch (e) {
+        // A broken frame: the stream has lost its alignment. Answer once if we can, then close.
+        const msg = e instanceof TtlvError ? e.message : 'framing error';
+        log.warn({ err: msg }, 'malformed frame; closing connection');
+        const r = this.opts.executor.messageError('InvalidMessage', `malformed message frame: ${msg}`);
+        sock.end(r);
+        return;
+      }
+      if (frames.length === 0) return;
+      queue.push(...frames);
+      if (queue.length >= this.opts.limits.maxQueuedPerConnection) sock.pause();
+      track(pump());
+    });
+    sock.on('end', () => {
+      ending = true;
+      if (!pumping && queue.length === 0) sock.end();
+    });
+    sock.on('error', (err) => log.debug({ err: err.message }, 'socket error'));
+    sock.on('close', () => {
+      this.sockets.delete(sock);
+      // Handshake-only health probes (vCenter every 5 minutes) are logged at debug level.
+      const level = requests === 0 ? 'debug' : 'info';
+      log[level]({ requests, ms: Date.now() - started, tls: sock.getProtocol(), cipher: sock.getCipher()?.name }, 'connection closed');
+    });
+  }
+
+  /** Stops accepting, lets requests in flight finish (up to `graceMs`), then closes connections. */
+  async close(graceMs = 10_000): Promise<void> {
+    this.closing = true;
+    const server = this.server;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    const deadline = new Promise<void>((r) => setTimeout(r, graceMs).unref());
+    await Promise.race([Promise.all([...this.busy]), deadline]);
+    for (const s of this.sockets) s.end();
+    await Promise.race([new Promise<void>((r) => setTimeout(r, 200).unref()), closed]);
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+}
