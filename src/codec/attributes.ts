@@ -12,7 +12,8 @@ import { all, optValue, reqValue } from './node.js';
  *   Value inside an Attribute structure named by that spec name.
  * - Custom attributes: 1.x "x-Name"/"y-Name" and 2.x Vendor Attribute (Vendor Identification
  *   "x"/"y", Attribute Name "Name") are the same attribute, named "x-Name" here, with the value
- *   tagged Attribute Value. Other vendors' attributes are named "<Vendor>-<Name>".
+ *   tagged Attribute Value (in 2.x a vendor attribute is an Attribute structure holding Vendor
+ *   Identification, Attribute Name and Attribute Value). Other vendors' attributes are named "<Vendor>-<Name>".
  */
 export interface KmipAttribute {
   name: string;
@@ -62,8 +63,8 @@ export function attributeTo1x(a: KmipAttribute, withIndex: boolean): StructureNo
 
 /** Reads one 2.x attribute node (a child of Attributes, New Attribute, Current Attribute). */
 export function attributeFrom2x(n: TtlvNode, index = 0): KmipAttribute {
-  if (n.tag === Tag.VendorAttribute) {
-    if (n.type !== 'Structure') throw new KmipError('InvalidField', 'Vendor Attribute must be a Structure');
+  if (n.tag === Tag.Attribute) {
+    if (n.type !== 'Structure') throw new KmipError('InvalidField', 'a vendor Attribute must be a Structure');
     const vendor = reqValue(n, Tag.VendorIdentification, 'TextString');
     const name = reqValue(n, Tag.AttributeName, 'TextString');
     const v = n.value.find((c) => c.tag === Tag.AttributeValue);
@@ -78,7 +79,7 @@ export function attributeFrom2x(n: TtlvNode, index = 0): KmipAttribute {
 export function attributeTo2x(a: KmipAttribute): TtlvNode {
   if (a.value.tag !== Tag.AttributeValue) return a.value;
   const dash = a.name.indexOf('-');
-  return T.struct(Tag.VendorAttribute, [
+  return T.struct(Tag.Attribute, [
     T.text(Tag.VendorIdentification, a.name.slice(0, dash)),
     T.text(Tag.AttributeName, a.name.slice(dash + 1)),
     a.value,
