@@ -32,7 +32,9 @@ export const DEFAULT_LIMITS: DecodeLimits = {
   maxDepth: DEFAULT_MAX_DEPTH,
 };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop (without it
+// "\uFEFFx" would decode as "x" and the tree would not survive a round trip).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Reader {
   readonly path: number[] = [];
@@ -71,9 +73,12 @@ class Reader {
       // Stops: type confusion, and reads of uninitialised padding as value bytes.
       this.fail(TtlvErrorKind.BadFixedLength, `${type} must have length ${fixed}, not ${length}`, pos + 4, tag);
     }
-    const padded = type === 'Structure' ? length : (length + 7) & ~7;
+    // -length & 7 rather than (length + 7) & ~7: no 32-bit wrap-around for lengths near 2^32.
+    const padded = type === 'Structure' ? length : length + (-length & 7);
     if (padded > end - vstart) {
-      this.fail(TtlvErrorKind.LengthExceedsParent, `padding of ${type} runs past its parent`, pos + 4, tag);
+      // Same kind as for the length itself: the input ending inside the padding is a truncation.
+      const kind = end === buf.length ? TtlvErrorKind.Truncated : TtlvErrorKind.LengthExceedsParent;
+      this.fail(kind, `padding of ${type} runs past its parent`, pos + 4, tag);
     }
     const vend = vstart + length;
     for (let i = vend; i < vstart + padded; i++) {
@@ -186,5 +191,6 @@ export function decodeTtlv(input: Uint8Array, limits: Partial<DecodeLimits> = {}
 export function peekItemSize(input: Uint8Array): number | undefined {
   if (input.length < HEADER_SIZE) return undefined;
   const len = ((input[4]! << 24) >>> 0) + (input[5]! << 16) + (input[6]! << 8) + input[7]!;
-  return HEADER_SIZE + (input[3] === 0x01 ? len : (len + 7) & ~7);
+  // -len & 7: (len + 7) & ~7 wraps to 0 or a negative number for lengths of 2^31 - 7 and up.
+  return HEADER_SIZE + (input[3] === 0x01 ? len : len + (-len & 7));
 }
