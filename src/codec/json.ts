@@ -15,7 +15,7 @@
  * The reader is our own small JSON parser: it keeps numbers exact (Long and Big Integers) and
  * says where an error is, as a JSON path and a line and column.
  */
-import { tagByName, tagInfo, tagName } from '../spec/index.js';
+import { Tag, tagByName, tagInfo, tagName } from '../spec/index.js';
 import { formatTag } from '../ttlv/errors.js';
 import { isItemTypeName, type TtlvNode } from '../ttlv/types.js';
 import {
@@ -251,13 +251,8 @@ class Converter {
     const tagJ = j.members.get('tag');
     if (tagJ === undefined) this.fail('item without "tag"', j, path);
     if (tagJ.kind !== 'string') this.fail('"tag" must be a string', tagJ, `${path}.tag`);
-    let tag: number;
-    if (/^0[xX][0-9a-fA-F]{1,6}$/.test(tagJ.value)) tag = parseInt(tagJ.value.slice(2), 16);
-    else {
-      const info = tagByName(tagJ.value);
-      if (info === undefined) this.fail(`unknown tag name "${tagJ.value}"; write a tag outside the dictionary as "0x54XXXX"`, tagJ, `${path}.tag`);
-      tag = info.tag;
-    }
+    const tag = tagNumber(tagJ.value);
+    if (tag === undefined) this.fail(`unknown tag name "${tagJ.value}"; write a tag outside the dictionary as "0x54XXXX"`, tagJ, `${path}.tag`);
     this.tagNames.push(tagName(tag));
     this.tags.push(tag);
     const typeJ = j.members.get('type');
@@ -307,16 +302,16 @@ class Converter {
             value = BigInt(v.raw);
             break;
           default:
-            throw new ValueSyntaxError(`a ${type} is not written as a JSON number`);
+            throw new ValueSyntaxError(`${type} is not written as a JSON number`);
         }
         if (!valueFitsType(type, value)) throw new ValueSyntaxError(`${type} ${v.raw} is out of range`);
         return value;
       }
       case 'boolean':
-        if (type !== 'Boolean') throw new ValueSyntaxError(`a ${type} is not written as true or false`);
+        if (type !== 'Boolean') throw new ValueSyntaxError(`${type} is not written as true or false`);
         return v.value;
       default:
-        throw new ValueSyntaxError(`a ${type} value cannot be ${describe(v)}`);
+        throw new ValueSyntaxError(`${type} value cannot be ${describe(v)}`);
     }
   }
 }
@@ -336,6 +331,11 @@ function describe(j: JsonValue): string {
   }
 }
 
+/** A "tag" string: `0x` and up to 6 hex digits, or a normalised or specification name. */
+function tagNumber(s: string): number | undefined {
+  return /^0[xX][0-9a-fA-F]{1,6}$/.test(s) ? parseInt(s.slice(2), 16) : tagByName(s)?.tag;
+}
+
 /** The Attribute Name text among JSON siblings (the first Text String one). */
 function attributeNameOf(items: readonly JsonValue[]): string | undefined {
   for (const it of items) {
@@ -344,7 +344,7 @@ function attributeNameOf(items: readonly JsonValue[]): string | undefined {
     const type = it.members.get('type');
     const value = it.members.get('value');
     if (tag?.kind !== 'string' || type?.kind !== 'string' || type.value !== 'TextString' || value?.kind !== 'string') continue;
-    if (tag.value === 'AttributeName' || /^0[xX]0*42000[aA]$/.test(tag.value)) return value.value;
+    if (tagNumber(tag.value) === Tag.AttributeName) return value.value;
   }
   return undefined;
 }

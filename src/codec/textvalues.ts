@@ -25,7 +25,6 @@ import {
   maskValue,
   Tag,
   tagByName,
-  tagInfo,
   type EnumInfo,
 } from '../spec/index.js';
 import { bigIntegerBytes } from '../ttlv/encode.js';
@@ -53,8 +52,6 @@ export type PlaceholderHook = (name: string, type: PrimitiveTypeName, tagPath: r
 export interface Naming {
   enum?: EnumInfo | undefined;
   mask?: EnumInfo | undefined;
-  /** Values are tags, named as tags are (KMIP 2.x Attribute Reference: `value="State"`). */
-  tags?: boolean;
 }
 
 const NO_NAMING: Naming = {};
@@ -73,11 +70,9 @@ export function namingFor(tag: number, attributeName: string | undefined): Namin
   }
   const e = enumForTag(tag);
   const m = maskForTag(tag);
-  if (e === undefined && tag === Tag.AttributeReference) return TAG_NAMING;
   return e === undefined && m === undefined ? NO_NAMING : { enum: e, mask: m };
 }
 
-const TAG_NAMING: Naming = { tags: true };
 
 /** The Attribute Name that gives an Attribute Value its naming: the first Text String one among the siblings. */
 export function siblingAttributeName(siblings: readonly TtlvNode[]): string | undefined {
@@ -133,15 +128,8 @@ export function enumNameFor(v: number, e: EnumInfo | undefined): string | undefi
   return enumValueByName(e.name, name) === v ? name : undefined;
 }
 
-/** The tag name of `v` when it reads back to `v`. */
-function tagNameFor(v: number): string | undefined {
-  const info = tagInfo(v);
-  if (info === undefined || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(info.name)) return undefined;
-  return tagByName(info.name)?.tag === v ? info.name : undefined;
-}
-
 export function enumerationToText(v: number, naming: Naming): string {
-  return (naming.tags ? tagNameFor(v) : enumNameFor(v, naming.enum)) ?? hex32(v);
+  return enumNameFor(v, naming.enum) ?? hex32(v);
 }
 
 // Proleptic Gregorian calendar <-> days since 1970-01-01 (the era-based method of
@@ -273,7 +261,7 @@ function parseInteger(text: string, naming: Naming): number {
       const hb = hexNumber(tok, 8, 'mask part');
       bits = hb !== undefined ? Number(hb) : maskValue(mask.name, [tok]);
     }
-    if (bits === undefined) throw new ValueSyntaxError(`'${tok}' is not a ${mask.specName} bit`);
+    if (bits === undefined) throw new ValueSyntaxError(`'${tok}' is not a bit of ${mask.specName}`);
     acc = (acc | bits) >>> 0;
   }
   return acc | 0;
@@ -284,15 +272,10 @@ function parseEnumeration(text: string, naming: Naming): number {
   const h = hexNumber(t, 8, 'Enumeration');
   if (h !== undefined) return Number(h);
   if (DECIMAL.test(t)) return decimalInRange(t, 0, UINT32_MAX, 'Enumeration');
-  if (naming.tags) {
-    const info = tagByName(t);
-    if (info === undefined) throw new ValueSyntaxError(`'${text}' is not a tag name`);
-    return info.tag;
-  }
   const e = naming.enum;
   if (e === undefined) throw new ValueSyntaxError(`no enumeration gives '${text}' a value here; write it in hex (0x0000002A)`);
   const v = enumValueByName(e.name, t);
-  if (v === undefined) throw new ValueSyntaxError(`'${text}' is not a ${e.specName} value`);
+  if (v === undefined) throw new ValueSyntaxError(`'${text}' is not a value of ${e.specName}`);
   return v;
 }
 
@@ -455,9 +438,9 @@ export function bindPlaceholder(
   const v = hook?.(text, type, tagPath);
   if (v === undefined) {
     if (type === 'TextString') return undefined;
-    throw new ValueSyntaxError(`placeholder ${text} has no value bound for a ${type}`);
+    throw new ValueSyntaxError(`placeholder ${text} has no value bound (type ${type})`);
   }
-  if (!valueFitsType(type, v)) throw new ValueSyntaxError(`placeholder ${text} was bound to a value that is not a ${type}`);
+  if (!valueFitsType(type, v)) throw new ValueSyntaxError(`placeholder ${text} was bound to a value that does not fit type ${type}`);
   return v;
 }
 

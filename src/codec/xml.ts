@@ -18,7 +18,7 @@
  * the OASIS test-case files, which are not always well-formed: `# …` lines before the root and
  * as text between messages (`# TIME 0`, `# [Client-A]`), and a duplicated closing root tag.
  */
-import { tagByName, tagInfo } from '../spec/index.js';
+import { Tag, tagByName, tagInfo } from '../spec/index.js';
 import { formatTag } from '../ttlv/errors.js';
 import { isItemTypeName, type TtlvNode } from '../ttlv/types.js';
 import {
@@ -276,6 +276,8 @@ class XmlReader {
 
   /** Reads one element and everything in it, iteratively (no recursion on the input's depth). */
   element(): XmlElement {
+    NAME.lastIndex = this.pos + 1;
+    if (this.src[this.pos] !== '<' || !NAME.test(this.src)) this.fail('expected an element');
     const stack: XmlElement[] = [];
     let root: XmlElement | undefined;
     for (;;) {
@@ -396,12 +398,18 @@ function elementFail(detail: string, where: XmlPosition, path: readonly string[]
   throw new XmlCodecError(detail, where.line, where.column, path.join('/'));
 }
 
+/** A `tag` attribute's value: `0x` and up to 6 hex digits. */
+function hexTag(text: string): number | undefined {
+  return /^0[xX][0-9a-fA-F]{1,6}$/.test(text) ? parseInt(text.slice(2), 16) : undefined;
+}
+
 /** The tag an element stands for: its `tag` attribute, else its name in the dictionary. */
 function elementTag(el: XmlElement, path: readonly string[]): number {
   const t = attr(el, 'tag');
   if (t !== undefined) {
-    if (!/^0[xX][0-9a-fA-F]{1,6}$/.test(t.value)) elementFail(`tag '${t.value}' is not 0x and up to 6 hex digits`, t, path);
-    return parseInt(t.value.slice(2), 16);
+    const tag = hexTag(t.value);
+    if (tag === undefined) elementFail(`tag '${t.value}' is not 0x and up to 6 hex digits`, t, path);
+    return tag;
   }
   const info = tagByName(el.name);
   if (info === undefined) {
@@ -416,8 +424,8 @@ function siblingAttributeNameText(siblings: readonly XmlElement[]): string | und
     const type = attr(s, 'type')?.value;
     if (type !== 'TextString') continue;
     const t = attr(s, 'tag');
-    const isName = t ? /^0[xX]0*42000[aA]$/.test(t.value) : s.name === 'AttributeName';
-    if (isName) return attr(s, 'value')?.value;
+    const tag = t ? hexTag(t.value) : tagByName(s.name)?.tag;
+    if (tag === Tag.AttributeName) return attr(s, 'value')?.value;
   }
   return undefined;
 }
@@ -453,8 +461,8 @@ function convert(
     const name = siblingAttributeNameText(elements);
     node = makeNode(tag, type, elements.map((c) => convert(c, name, tagPath, namePath, opts)));
   } else {
-    if (elements.length > 0) elementFail(`a ${type} holds no elements`, elements[0]!, namePath);
-    if (valueAttr === undefined) elementFail(`a ${type} needs a value attribute`, el, namePath);
+    if (elements.length > 0) elementFail(`an item of type ${type} holds no elements`, elements[0]!, namePath);
+    if (valueAttr === undefined) elementFail(`an item of type ${type} needs a value attribute`, el, namePath);
     try {
       const bound = bindPlaceholder(valueAttr.value, type, tagPath, opts.placeholder);
       const value = bound ?? parseValueText(type, valueAttr.value, namingFor(tag, attributeName));
