@@ -1,7 +1,42 @@
 import type { OperationHandler } from './context.js';
+import { addAttributeHandler } from './add-attribute.js';
+import { deleteAttributeHandler } from './delete-attribute.js';
+import { discoverVersionsHandler } from './discover-versions.js';
+import { getAttributeListHandler } from './get-attribute-list.js';
+import { getAttributesHandler } from './get-attributes.js';
+import { locateHandler } from './locate.js';
+import { modifyAttributeHandler } from './modify-attribute.js';
+import { queryHandler } from './query.js';
+import { setAttributeHandler } from './set-attribute.js';
+import { activateHandler } from './activate.js';
+import { checkHandler } from './check.js';
+import { createHandler } from './create.js';
+import { destroyHandler } from './destroy.js';
+import { getHandler } from './get.js';
+import { registerHandler } from './register.js';
+import { rekeyHandler } from './rekey.js';
+import { revokeHandler } from './revoke.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
  * operation with Operation Not Supported.
  */
-export const allHandlers: readonly OperationHandler[] = [];
+export const allHandlers: readonly OperationHandler[] = [
+  discoverVersionsHandler,
+  queryHandler,
+  locateHandler,
+  getAttributesHandler,
+  getAttributeListHandler,
+  addAttributeHandler,
+  modifyAttributeHandler,
+  deleteAttributeHandler,
+  setAttributeHandler,
+  createHandler,
+  registerHandler,
+  getHandler,
+  activateHandler,
+  revokeHandler,
+  destroyHandler,
+  rekeyHandler,
+  checkHandler,
+];

@@ -51,8 +51,11 @@ export class Executor {
   private readonly handlers = new Map<number, OperationHandler>();
   private readonly clock: () => Date;
 
+  private readonly serverInfo: ServerInfo;
+
   constructor(private readonly opts: ExecutorOptions) {
     for (const h of opts.handlers) this.handlers.set(h.operation, h);
+    this.serverInfo = { ...opts.server, handlers: [...this.handlers.values()] };
     this.clock = opts.clock ?? (() => new Date());
   }
 
@@ -129,7 +132,7 @@ export class Executor {
           version,
           log: log.child({ op: opName }),
           objects,
-          server: this.opts.server,
+          server: this.serverInfo,
           now: this.clock,
           idPlaceholder: placeholder,
           setIdPlaceholder: (uid) => {
@@ -143,11 +146,13 @@ export class Executor {
           },
         };
         const payload = await handler.handle(ctx, item.payload);
-        const uid = payload.find((c) => c.tag === Tag.UniqueIdentifier);
-        if (uid?.type === 'TextString') {
-          itemLog.uid = uid.value;
-          placeholder = uid.value;
-        }
+        // ID Placeholder: the uid an item produced. A Locate that found several (or none)
+        // leaves no placeholder (KMIP 1.4 §4.9, 2.1 §6.1.27).
+        const uids = payload.filter((c) => c.tag === Tag.UniqueIdentifier);
+        const uid = uids[0];
+        if (uid?.type === 'TextString') itemLog.uid = uid.value;
+        if (uids.length === 1 && uid?.type === 'TextString') placeholder = uid.value;
+        else if (item.operation === Enums.Operation.Locate) placeholder = undefined;
         results.push({ ...base, payload });
       } catch (e) {
         const { reason, message } = this.toKmipError(e, log, opName);

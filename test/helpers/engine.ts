@@ -3,7 +3,7 @@
  * real data directory (SQLite keystore, software master key, root keys) in a temp folder.
  * Requests are encoded to TTLV bytes and decoded back, exactly as over the wire.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyStore } from '../../src/keystore/types.js';
@@ -76,11 +76,15 @@ export function batchItems(response: StructureNode): StructureNode[] {
   return response.value.filter((c): c is StructureNode => c.tag === Tag.BatchItem && c.type === 'Structure');
 }
 
-export async function startEngine(opts: { policy?: Partial<AccessPolicy> } = {}): Promise<Engine> {
+export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string } } = {}): Promise<Engine> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
   const log = silentLogger();
   const state = await openServerState(dataDir, { log });
   const policy: AccessPolicy = { ...state.manifest.policy, ...opts.policy };
+  if (opts.auth) {
+    writeFileSync(join(dataDir, 'password'), opts.auth.password, { mode: 0o600 });
+    state.manifest.auth = { username: opts.auth.username, passwordFile: 'password' };
+  }
   const executor = buildExecutor(state, log, 1024 * 1024, policy);
   const run = async (bytes: Buffer, identity: string): Promise<StructureNode> => {
     const r = await executor.execute(bytes, { name: identity }, log);

@@ -94,15 +94,18 @@ def lifecycle(cfg):
     step(out, "register", lambda: c.register(objects.SymmetricKey(enums.CryptographicAlgorithm.AES, 256, key)))
     ruid = out["register"].get("value")
     step(out, "get_registered", lambda: c.get(ruid).value.hex())
-    step(out, "batch", lambda: batch(c, ruid))
+    step(out, "batch", lambda: batch(c, ruid, cfg["version"]))
     c.close()
     return out
 
 
-def batch(c, uid):
+def batch(c, uid, version):
     p = c.proxy
+    # Discover Versions exists from KMIP 1.1 on; a 1.0 batch asks Query twice instead.
+    first = (p._build_query_batch_item([enums.QueryFunction.QUERY_OPERATIONS]) if version == "1.0"
+             else p._build_discover_versions_batch_item(None))
     items = [
-        p._build_discover_versions_batch_item(None),
+        first,
         p._build_get_attributes_batch_item(uid, ["State", "Cryptographic Length"]),
         p._build_get_attribute_list_batch_item(uid),
         p._build_query_batch_item([enums.QueryFunction.QUERY_SERVER_INFORMATION]),

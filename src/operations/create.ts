@@ -1,0 +1,167 @@
+/**
+ * Create (KMIP 1.4 §4.1; 2.1 §6.1 "Create"): the server generates a new symmetric key.
+ *
+ * Request: Object Type; 1.x Template-Attribute / 2.x Attributes (+ Protection Storage Masks).
+ * Response: Object Type, Unique Identifier. The 1.x response's Template-Attribute "of attributes
+ * implicitly set by the server" is optional and omitted, as in the OASIS test cases.
+ *
+ * The key starts Pre-Active unless the client's Activation Date is already reached
+ * (1.4 §3.22 State). vCenter sends exactly AES / 256 / Usage Mask Encrypt|Decrypt, no Name.
+ */
+import { randomBytes } from 'node:crypto';
+import { KmipError } from '../codec/errors.js';
+import type { KmipAttribute } from '../codec/attributes.js';
+import { all, opt, reqValue } from '../codec/node.js';
+import { Enums, Masks, Tag, enumValueName } from '../spec/index.js';
+import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
+import type { OperationContext, OperationHandler } from './context.js';
+import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
+
+const ALG = Enums.CryptographicAlgorithm;
+
+export function algorithmName(alg: number): string {
+  return enumValueName('CryptographicAlgorithm', alg) ?? `algorithm ${alg}`;
+}
+
+/** HMAC keys: any whole number of bytes in this range of bits. */
+const HMAC_MIN_BITS = 64;
+const HMAC_MAX_BITS = 8192;
+
+const HMACS: readonly number[] = [
+  ALG.HMAC_SHA1,
+  ALG.HMAC_SHA224,
+  ALG.HMAC_SHA256,
+  ALG.HMAC_SHA384,
+  ALG.HMAC_SHA512,
+  ALG.HMAC_SHA3_224,
+  ALG.HMAC_SHA3_256,
+  ALG.HMAC_SHA3_384,
+  ALG.HMAC_SHA3_512,
+];
+
+/**
+ * Key bytes for a Cryptographic Length, for the algorithms kmipd generates; throws Invalid
+ * Field for any other algorithm or length.
+ * - AES: 128, 192, 256.
+ * - DES3: 168 (three-key, 24 bytes; 192 is accepted as the same key with its parity bits
+ *   counted) and 112 (two-key, 16 bytes; also 128).
+ * - HMAC-SHA*: any multiple of 8 from 64 to 8192 bits.
+ * - ChaCha20, ChaCha20-Poly1305: 256.
+ */
+export function keyBytesFor(alg: number, length: number): number {
+  const bad = (): never => {
+    throw new KmipError('InvalidField', `Cryptographic Length ${length} is not valid for ${algorithmName(alg)}`);
+  };
+  if (alg === ALG.AES) return [128, 192, 256].includes(length) ? length / 8 : bad();
+  if (alg === ALG.DES3) {
+    if (length === 168 || length === 192) return 24;
+    if (length === 112 || length === 128) return 16;
+    return bad();
+  }
+  if (HMACS.includes(alg)) return length % 8 === 0 && length >= HMAC_MIN_BITS && length <= HMAC_MAX_BITS ? length / 8 : bad();
+  if (alg === ALG.ChaCha20 || alg === ALG.ChaCha20Poly1305) return length === 256 ? 32 : bad();
+  throw new KmipError('InvalidField', `kmipd does not generate ${algorithmName(alg)} keys with Create`);
+}
+
+/** Sets each byte's low bit so that the byte has odd parity (DES keys, FIPS 46-3). */
+export function setDesParity(key: Buffer): void {
+  for (let i = 0; i < key.length; i++) {
+    let b = key[i]! & 0xfe;
+    let ones = 0;
+    for (let v = b; v; v >>= 1) ones += v & 1;
+    if (ones % 2 === 0) b |= 1;
+    key[i] = b;
+  }
+}
+
+/** New random key material from node:crypto. The caller zeroes it when done. */
+export function generateSymmetricKey(alg: number, length: number): Buffer {
+  const key = randomBytes(keyBytesFor(alg, length));
+  if (alg === ALG.DES3) setDesParity(key);
+  return key;
+}
+
+/**
+ * The Symmetric Key object (1.4 §2.2.2) with a Key Block in Raw or Transparent Symmetric Key
+ * format, as Get returns it and as kmipd seals it.
+ */
+export function symmetricKeyObject(key: Uint8Array, format: number, alg: number | undefined, length: number | undefined): StructureNode {
+  const material: TtlvNode =
+    format === Enums.KeyFormatType.TransparentSymmetricKey ? T.struct(Tag.KeyMaterial, [T.bytes(Tag.Key, key)]) : T.bytes(Tag.KeyMaterial, key);
+  const block: TtlvNode[] = [T.enum(Tag.KeyFormatType, format), T.struct(Tag.KeyValue, [material])];
+  if (alg !== undefined) block.push(T.enum(Tag.CryptographicAlgorithm, alg));
+  if (length !== undefined) block.push(T.int(Tag.CryptographicLength, length));
+  return T.struct(Tag.SymmetricKey, [T.struct(Tag.KeyBlock, block)]);
+}
+
+/**
+ * Protection Storage Masks (2.x): kmipd keeps every object in software, sealed under its root
+ * key on the server's own system and premises. A request whose masks all exclude that is
+ * refused rather than silently ignored.
+ */
+export function checkProtectionStorageMasks(payload: StructureNode): void {
+  const psm = opt(payload, Tag.ProtectionStorageMasks, 'Structure');
+  if (!psm) return;
+  const masks = all(psm, Tag.ProtectionStorageMask, 'Integer').map((m) => m.value >>> 0);
+  if (masks.length === 0) return;
+  const P = Masks.ProtectionStorageMask;
+  const ours = (P.Software | P.OnSystem | P.OnPremises | P.SelfManaged) >>> 0;
+  // A mask is satisfied when storage of one of its kinds is available: kmipd offers the bits above.
+  if (!masks.some((m) => (m & ours) !== 0)) {
+    throw new KmipError('FeatureNotSupported', 'kmipd stores objects only in software on its own system (Protection Storage Mask Software, On System, On Premises, Self Managed)');
+  }
+}
+
+/** Object Type (and, 2.x, Key Format Type) given among the attributes: tolerated when it agrees with the request, refused otherwise. */
+export function dropEchoedAttributes(attrs: KmipAttribute[], objectType: number, keyFormatType?: number): KmipAttribute[] {
+  return attrs.filter((a) => {
+    if (a.name === 'Object Type') {
+      if (a.value.type === 'Enumeration' && a.value.value === objectType) return false;
+      throw new KmipError('InvalidField', 'the Object Type attribute differs from the request\'s Object Type');
+    }
+    if (a.name === 'Key Format Type' && keyFormatType !== undefined && a.value.type === 'Enumeration' && a.value.value === keyFormatType) return false;
+    return true;
+  });
+}
+
+export const createHandler: OperationHandler = {
+  operation: Enums.Operation.Create,
+  name: 'Create',
+  since: '1.0',
+  async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+    const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
+    if (objectType !== Enums.ObjectType.SymmetricKey) {
+      const what = enumValueName('ObjectType', objectType) ?? `object type ${objectType}`;
+      throw new KmipError('InvalidObjectType', `Create makes symmetric keys only, not ${what} (use Create Key Pair or Register)`);
+    }
+    checkProtectionStorageMasks(payload);
+    const client = dropEchoedAttributes(readRequestAttributes(payload, ctx.version, true), objectType);
+    checkInitialAttributes(client, 'create', objectType, ctx.version);
+    checkNoDuplicateNames(client);
+    const alg = enumOf(client, 'Cryptographic Algorithm');
+    if (alg === undefined) throw new KmipError('MissingData', 'Create needs a Cryptographic Algorithm');
+    const length = intOf(client, 'Cryptographic Length');
+    if (length === undefined) throw new KmipError('MissingData', 'Create needs a Cryptographic Length');
+
+    const key = generateSymmetricKey(alg, length);
+    let material: Buffer | undefined;
+    try {
+      const uid = ctx.objects.newUid();
+      const { attributes, state } = initialAttributes({
+        uid,
+        objectType,
+        now: ctx.now(),
+        client,
+        digest: digestNode(key, Enums.KeyFormatType.Raw),
+      });
+      material = encodeTtlv(symmetricKeyObject(key, Enums.KeyFormatType.Raw, alg, length));
+      await ctx.objects.create({ uid, objectType, state, attributes, material });
+      ctx.log.info({ uid, algorithm: algorithmName(alg), length }, 'created a symmetric key');
+      return [T.enum(Tag.ObjectType, objectType), T.text(Tag.UniqueIdentifier, uid)];
+    } finally {
+      key.fill(0);
+      material?.fill(0);
+    }
+  },
+};

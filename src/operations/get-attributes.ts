@@ -1,0 +1,43 @@
+/**
+ * Get Attributes (KMIP 1.4 §4.11, 2.1 §6.1.20): the named attributes of one object, all
+ * instances of each; with no name, every attribute the client's version knows.
+ *
+ * An attribute the object does not have is simply left out of the answer, never an error (the
+ * spec says so, and vCenter relies on it: it asks for x-Product, x-Vendor and x-Product_Version
+ * one by one before setting them).
+ */
+import { KmipError } from '../codec/errors.js';
+import { attributesForVersion, isV2 } from '../codec/attributes.js';
+import { all, children } from '../codec/node.js';
+import { Enums, Tag } from '../spec/index.js';
+import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
+import { internalName, loadView, referenceFrom2x } from './attribute-support.js';
+import type { OperationContext, OperationHandler } from './context.js';
+
+/** The names asked for, in request order, or undefined for "all". Unknown 1.x names are kept (they match nothing). */
+function requestedNames(ctx: OperationContext, payload: StructureNode): string[] | undefined {
+  const names: string[] = isV2(ctx.version)
+    ? children(payload, Tag.AttributeReference).map(referenceFrom2x)
+    : all(payload, Tag.AttributeName, 'TextString').map((n) => internalName(n.value) ?? n.value);
+  if (names.length === 0) return undefined;
+  const seen = new Set<string>();
+  for (const n of names) {
+    // 1.1 test case 17.1 (TC-171): a name given twice fails the request with Invalid Message.
+    if (seen.has(n)) throw new KmipError('InvalidMessage', `attribute '${n}' is named more than once`);
+    seen.add(n);
+  }
+  return names;
+}
+
+export const getAttributesHandler: OperationHandler = {
+  operation: Enums.Operation.GetAttributes,
+  name: 'GetAttributes',
+  since: '1.0',
+  async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+    const uid = ctx.uidOrPlaceholder(payload);
+    const names = requestedNames(ctx, payload);
+    const { attrs } = await loadView(ctx, uid, 'read');
+    const selected = names === undefined ? attrs : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
+    return [T.text(Tag.UniqueIdentifier, uid), ...attributesForVersion(selected, ctx.version)];
+  },
+};

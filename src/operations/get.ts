@@ -1,0 +1,96 @@
+/**
+ * Get (KMIP 1.4 §4.11; 2.1 §6.1 "Get"): returns the object as it was created or registered.
+ *
+ * Request: Unique Identifier (or the ID Placeholder), Key Format Type, Key Compression Type,
+ * Key Wrapping Specification, (1.4+) Key Wrap Type. Response: Object Type, Unique Identifier,
+ * the object.
+ *
+ * - Symmetric keys come back in the format they were stored in (Raw for created keys); a Key
+ *   Format Type of Raw or Transparent Symmetric Key is honoured by converting; any other is Key
+ *   Format Type Not Supported.
+ * - Key Wrapping Specification: kmipd does not wrap on Get yet (Feature Not Supported); Key
+ *   Compression Type only applies to EC keys (Key Compression Type Not Supported).
+ * - Objects in every live state can be fetched, Pre-Active included (vCenter fetches a key
+ *   before activating it). A destroyed object has no material: Object Destroyed (1.x: Item Not
+ *   Found).
+ * - Sensitive (1.4 §3.48) objects are never returned in plaintext (Sensitive); objects whose
+ *   Extractable (1.4 §3.50) is false are not returned at all (Not Extractable).
+ * - Fresh (1.4 §3.34) turns false once the object has been served (a change of attributes, so
+ *   Last Change Date moves too).
+ */
+import { KmipError } from '../codec/errors.js';
+import { opt, optValue, req } from '../codec/node.js';
+import { Enums, Tag, enumValueName } from '../spec/index.js';
+import { decodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import type { OperationContext, OperationHandler } from './context.js';
+import { symmetricKeyObject } from './create.js';
+import { boolOf, isDestroyed, loadObject, saveQuietly, withServerAttribute } from './lifecycle.js';
+import { readKeyBlock } from './register.js';
+
+const KFT = Enums.KeyFormatType;
+const OT = Enums.ObjectType;
+
+function formatName(f: number): string {
+  return enumValueName('KeyFormatType', f) ?? String(f);
+}
+
+/** The stored object in the Key Format Type asked for (undefined: as stored). */
+export function inFormat(objectType: number, stored: StructureNode, requested: number | undefined): StructureNode {
+  if (objectType === OT.OpaqueObject) {
+    if (requested !== undefined) throw new KmipError('KeyFormatTypeNotSupported', 'an Opaque Object has no Key Format Type');
+    return stored;
+  }
+  const block = req(stored, Tag.KeyBlock, 'Structure');
+  const parts = readKeyBlock(block);
+  if (requested === undefined || requested === parts.format) return stored;
+  if (objectType !== OT.SymmetricKey || parts.wrapping || !parts.key) {
+    throw new KmipError('KeyFormatTypeNotSupported', `this object is kept in ${formatName(parts.format)} format and cannot be returned in ${formatName(requested)}`);
+  }
+  if (requested !== KFT.Raw && requested !== KFT.TransparentSymmetricKey) {
+    throw new KmipError('KeyFormatTypeNotSupported', `a symmetric key is returned in Raw or Transparent Symmetric Key format, not ${formatName(requested)}`);
+  }
+  return symmetricKeyObject(parts.key, requested, parts.algorithm, parts.length);
+}
+
+export const getHandler: OperationHandler = {
+  operation: Enums.Operation.Get,
+  name: 'Get',
+  since: '1.0',
+  async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+    const uid = ctx.uidOrPlaceholder(payload);
+    const format = optValue(payload, Tag.KeyFormatType, 'Enumeration');
+    const compression = optValue(payload, Tag.KeyCompressionType, 'Enumeration');
+    const wrapping = opt(payload, Tag.KeyWrappingSpecification, 'Structure');
+    const wrapType = optValue(payload, Tag.KeyWrapType, 'Enumeration');
+
+    const obj = await loadObject(ctx, uid, 'material');
+    if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the object has been destroyed; only its attributes remain');
+    if (!obj.material) throw new KmipError('KeyValueNotPresent', 'the object has no key material');
+    if (wrapping) throw new KmipError('FeatureNotSupported', 'kmipd does not wrap keys on Get (Key Wrapping Specification)');
+    if (compression !== undefined) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
+    if (boolOf(obj.attributes, 'Extractable') === false) throw new KmipError('NotExtractable', 'the object is not extractable (Extractable is false)');
+
+    const plain = await ctx.objects.material(obj);
+    let stored: TtlvNode;
+    try {
+      stored = decodeTtlv(plain);
+    } finally {
+      plain.fill(0);
+    }
+    if (stored.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
+    const wrappedAsRegistered = stored.value.some((c) => c.type === 'Structure' && c.value.some((k) => k.tag === Tag.KeyWrappingData));
+    if (boolOf(obj.attributes, 'Sensitive') === true && !wrappedAsRegistered) {
+      throw new KmipError('Sensitive', 'the object is sensitive and kmipd does not return it in plaintext');
+    }
+    if (wrapType === Enums.KeyWrapType.NotWrapped && wrappedAsRegistered) {
+      throw new KmipError('KeyWrapTypeNotSupported', 'the object was registered wrapped and kmipd cannot unwrap it');
+    }
+    const out = inFormat(obj.objectType, stored, format);
+
+    const fresh = obj.attributes.find((a) => a.name === 'Fresh');
+    if (fresh?.value.type === 'Boolean' && fresh.value.value) {
+      await saveQuietly(ctx, obj, withServerAttribute(obj, 'Fresh', T.bool(Tag.Fresh, false), ctx.now()));
+    }
+    return [T.enum(Tag.ObjectType, obj.objectType), T.text(Tag.UniqueIdentifier, obj.uid), out];
+  },
+};

@@ -1,0 +1,200 @@
+/**
+ * Register (KMIP 1.4 §4.3; 2.1 §6.1 "Register"): the client hands the server an object it made.
+ *
+ * Request: Object Type; 1.x Template-Attribute / 2.x Attributes (+ Protection Storage Masks);
+ * the object (Symmetric Key, Secret Data, Opaque Object here). Response: Unique Identifier.
+ *
+ * Symmetric keys are checked (Raw or Transparent Symmetric Key format, length consistent with
+ * Cryptographic Length, an algorithm in the key block or the attributes) and kept in the format
+ * they were registered in, so that Get returns them as registered. Cryptographic Algorithm and
+ * Length become attributes of the object (set implicitly from the key block).
+ */
+import type { KmipAttribute } from '../codec/attributes.js';
+import { KmipError } from '../codec/errors.js';
+import { opt, optValue, req, reqValue } from '../codec/node.js';
+import { Enums, Tag, enumValueName } from '../spec/index.js';
+import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
+import type { OperationContext, OperationHandler } from './context.js';
+import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
+import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
+
+const OT = Enums.ObjectType;
+const KFT = Enums.KeyFormatType;
+const ALG = Enums.CryptographicAlgorithm;
+
+/** The structure tag each registrable object type travels in. */
+const OBJECT_TAG: Readonly<Record<number, number>> = {
+  [OT.SymmetricKey]: Tag.SymmetricKey,
+  [OT.SecretData]: Tag.SecretData,
+  [OT.OpaqueObject]: Tag.OpaqueObject,
+};
+
+/** An object as kmipd stores it (the structure Get returns) and what the server learns from it. */
+export interface ParsedObject {
+  object: StructureNode;
+  /** Attributes implied by the object: Cryptographic Algorithm / Length from a key block. */
+  implicit: KmipAttribute[];
+  digest?: StructureNode;
+}
+
+/** A key block's parts, for symmetric keys and secret data. */
+export interface KeyBlockParts {
+  format: number;
+  /** Present when the client registered the key wrapped. */
+  wrapping?: StructureNode;
+  keyValue: TtlvNode;
+  algorithm?: number;
+  length?: number;
+  /** The plaintext key bytes (a view into the request tree); undefined when wrapped. */
+  key?: Uint8Array;
+}
+
+export function readKeyBlock(block: StructureNode): KeyBlockParts {
+  const format = reqValue(block, Tag.KeyFormatType, 'Enumeration');
+  if (opt(block, Tag.KeyCompressionType, 'Enumeration')) {
+    throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
+  }
+  const keyValue = block.value.find((c) => c.tag === Tag.KeyValue);
+  if (!keyValue) throw new KmipError('MissingData', 'the Key Block has no Key Value');
+  const parts: KeyBlockParts = { format, keyValue };
+  const wrapping = opt(block, Tag.KeyWrappingData, 'Structure');
+  if (wrapping) parts.wrapping = wrapping;
+  const algorithm = optValue(block, Tag.CryptographicAlgorithm, 'Enumeration');
+  if (algorithm !== undefined) parts.algorithm = algorithm;
+  const length = optValue(block, Tag.CryptographicLength, 'Integer');
+  if (length !== undefined) parts.length = length;
+  if (!wrapping) {
+    if (keyValue.type !== 'Structure') throw new KmipError('InvalidField', 'an unwrapped Key Value must be a Structure');
+    const material = keyValue.value.find((c) => c.tag === Tag.KeyMaterial);
+    if (!material) throw new KmipError('MissingData', 'the Key Value has no Key Material');
+    if (format === KFT.TransparentSymmetricKey) {
+      if (material.type === 'Structure') parts.key = reqValue(material, Tag.Key, 'ByteString');
+    } else if (material.type === 'ByteString') parts.key = material.value;
+  }
+  return parts;
+}
+
+/**
+ * The Cryptographic Length a key of `bytes` bytes has for `alg`, checked against a declared
+ * one. Triple DES keys carry parity bits: 24 bytes are 168 bits (192 accepted), 16 bytes 112
+ * (128 accepted); single DES 8 bytes are 56 (64 accepted).
+ */
+export function checkedLength(alg: number, bytes: number, declared: number | undefined): number {
+  const bits = bytes * 8;
+  let allowed: number[];
+  if (alg === ALG.DES3) allowed = bytes === 24 ? [168, 192] : bytes === 16 ? [112, 128] : [];
+  else if (alg === ALG.DES) allowed = bytes === 8 ? [56, 64] : [];
+  else if (alg === ALG.AES) allowed = [16, 24, 32].includes(bytes) ? [bits] : [];
+  else allowed = bytes > 0 ? [bits] : [];
+  if (allowed.length === 0) throw new KmipError('InvalidField', `a ${bytes}-byte key is not a valid ${algorithmName(alg)} key`);
+  if (declared === undefined) return allowed[0]!;
+  if (!allowed.includes(declared)) {
+    throw new KmipError('InvalidField', `Cryptographic Length ${declared} does not match the ${bytes}-byte ${algorithmName(alg)} key`);
+  }
+  return declared;
+}
+
+/** Key Value as kmipd keeps it: Key Material only (1.x attributes inside a Key Value are not kept there). */
+function storedKeyValue(kv: TtlvNode): TtlvNode {
+  if (kv.type !== 'Structure') return kv;
+  return T.struct(Tag.KeyValue, kv.value.filter((c) => c.tag === Tag.KeyMaterial));
+}
+
+function agree(what: string, a: number | undefined, b: number | undefined): number | undefined {
+  if (a !== undefined && b !== undefined && a !== b) throw new KmipError('InvalidField', `the Key Block's ${what} differs from the ${what} attribute`);
+  return a ?? b;
+}
+
+function parseSymmetricKey(obj: StructureNode, client: readonly KmipAttribute[]): ParsedObject {
+  const p = readKeyBlock(req(obj, Tag.KeyBlock, 'Structure'));
+  const algorithm = agree('Cryptographic Algorithm', p.algorithm, enumOf(client, 'Cryptographic Algorithm'));
+  let length = agree('Cryptographic Length', p.length, intOf(client, 'Cryptographic Length'));
+  const implicit: KmipAttribute[] = [];
+  if (p.wrapping) {
+    // Registered wrapped (Key Wrapping Data present): the client wrapped it under a key of its
+    // own, so kmipd cannot see or check the key. It is stored exactly as registered and Get
+    // returns it so; no Digest (the plaintext is unknown).
+    if (algorithm !== undefined) implicit.push({ name: 'Cryptographic Algorithm', index: 0, value: T.enum(Tag.CryptographicAlgorithm, algorithm) });
+    if (length !== undefined) implicit.push({ name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, length) });
+    return { object: T.struct(Tag.SymmetricKey, [req(obj, Tag.KeyBlock, 'Structure')]), implicit };
+  }
+  if (p.format !== KFT.Raw && p.format !== KFT.TransparentSymmetricKey) {
+    const f = enumValueName('KeyFormatType', p.format) ?? String(p.format);
+    throw new KmipError('KeyFormatTypeNotSupported', `a symmetric key is registered in Raw or Transparent Symmetric Key format, not ${f}`);
+  }
+  if (!p.key) throw new KmipError('InvalidField', 'the Key Material does not hold the key bytes its Key Format Type calls for');
+  if (algorithm === undefined) throw new KmipError('MissingData', 'Cryptographic Algorithm is neither in the Key Block nor among the attributes');
+  length = checkedLength(algorithm, p.key.length, length);
+  const block: TtlvNode[] = [
+    T.enum(Tag.KeyFormatType, p.format),
+    storedKeyValue(p.keyValue),
+    T.enum(Tag.CryptographicAlgorithm, algorithm),
+    T.int(Tag.CryptographicLength, length),
+  ];
+  implicit.push({ name: 'Cryptographic Algorithm', index: 0, value: T.enum(Tag.CryptographicAlgorithm, algorithm) });
+  implicit.push({ name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, length) });
+  // The digest of a symmetric key is over its Raw form, the key bytes (1.4 §3.17).
+  return { object: T.struct(Tag.SymmetricKey, [T.struct(Tag.KeyBlock, block)]), implicit, digest: digestNode(p.key, KFT.Raw) };
+}
+
+function parseSecretData(obj: StructureNode): ParsedObject {
+  const type = reqValue(obj, Tag.SecretDataType, 'Enumeration');
+  const blockNode = req(obj, Tag.KeyBlock, 'Structure');
+  const p = readKeyBlock(blockNode);
+  const stored = T.struct(Tag.SecretData, [
+    T.enum(Tag.SecretDataType, type),
+    p.wrapping ? blockNode : T.struct(Tag.KeyBlock, blockNode.value.map((c) => (c.tag === Tag.KeyValue ? storedKeyValue(c) : c))),
+  ]);
+  if (p.wrapping) return { object: stored, implicit: [] };
+  if (!p.key) throw new KmipError('InvalidField', 'the Secret Data Key Material must be a Byte String');
+  return { object: stored, implicit: [], digest: digestNode(p.key, p.format) };
+}
+
+function parseOpaqueObject(obj: StructureNode): ParsedObject {
+  const type = reqValue(obj, Tag.OpaqueDataType, 'Enumeration');
+  const value = reqValue(obj, Tag.OpaqueDataValue, 'ByteString');
+  const stored = T.struct(Tag.OpaqueObject, [T.enum(Tag.OpaqueDataType, type), T.bytes(Tag.OpaqueDataValue, value)]);
+  return { object: stored, implicit: [], digest: digestNode(value, undefined) };
+}
+
+export const registerHandler: OperationHandler = {
+  operation: Enums.Operation.Register,
+  name: 'Register',
+  since: '1.0',
+  async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+    const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
+    const tag = OBJECT_TAG[objectType];
+    if (tag === undefined) {
+      const what = enumValueName('ObjectType', objectType);
+      if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
+      throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Secret Data and Opaque Object only)`);
+    }
+    const obj = opt(payload, tag, 'Structure');
+    if (!obj) throw new KmipError('MissingData', `Register of a ${enumValueName('ObjectType', objectType)} needs the object itself`);
+    checkProtectionStorageMasks(payload);
+    const blockFormat = objectType === OT.OpaqueObject ? undefined : opt(obj, Tag.KeyBlock, 'Structure');
+    const client = dropEchoedAttributes(
+      readRequestAttributes(payload, ctx.version, false),
+      objectType,
+      blockFormat ? optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') : undefined,
+    );
+    checkInitialAttributes(client, 'register', objectType, ctx.version);
+    checkNoDuplicateNames(client);
+
+    const parsed =
+      objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
+    const uid = ctx.objects.newUid();
+    const init: Parameters<typeof initialAttributes>[0] = { uid, objectType, now: ctx.now(), client, implicit: parsed.implicit };
+    if (parsed.digest) init.digest = parsed.digest;
+    const { attributes, state } = initialAttributes(init);
+    const material = encodeTtlv(parsed.object);
+    try {
+      await ctx.objects.create({ uid, objectType, state, attributes, material });
+    } finally {
+      material.fill(0);
+    }
+    ctx.log.info({ uid, objectType: enumValueName('ObjectType', objectType) }, 'registered an object');
+    return [T.text(Tag.UniqueIdentifier, uid)];
+  },
+};
