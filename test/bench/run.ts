@@ -13,6 +13,8 @@
 import { cpus } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import codec from './codec.js';
+import hsm from './hsm.js';
+import server from './server.js';
 
 export interface BenchRow {
   /** Module and case, e.g. "codec: decode Get request". */
@@ -60,7 +62,7 @@ export interface BenchModule {
 }
 
 /** Every benchmark module, in the order they run. Later: server over TLS, HSM. */
-const MODULES: readonly BenchModule[] = [codec];
+const MODULES: readonly BenchModule[] = [codec, server, hsm];
 
 // ---------------------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@
  * token directory, selected through SOFTHSM2_CONF, and is removed when the process exits.
  * Each createSoftHsm() initialises one more token in it with pkcs11-tool.
  *
- * Constraint: SoftHSM reads SOFTHSM2_CONF and scans its token directory only at C_Initialize,
- * which this process does once, when it opens its first PKCS#11 provider. So create every
- * token a process needs (any number) BEFORE opening the first provider; a later
- * createSoftHsm() throws rather than make a token the module would not see. Child processes
- * (pass `env`) initialise SoftHSM themselves and see every token.
+ * SoftHSM reads SOFTHSM2_CONF and scans its token directory only at C_Initialize. Tokens may
+ * still be created at any time: the PKCS#11 provider re-initialises the module (C_Finalize +
+ * C_Initialize) when it does not find its token label, and the providers already open re-open
+ * their sessions transparently. The first createSoftHsm() sets process.env.SOFTHSM2_CONF, so
+ * it must come before anything in the process initialises SoftHSM with another configuration.
+ * Child processes (pass `env`) initialise SoftHSM themselves and see every token.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +18,6 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isPkcs11ModuleInitialized } from '../../src/crypto/pkcs11.js';
 
 const run = promisify(execFile);
 
@@ -84,12 +84,6 @@ export interface CreateSoftHsmOptions {
 
 /** Initialises a new token (label, SO PIN, user PIN) in this process's private SoftHSM. */
 export async function createSoftHsm(opts: CreateSoftHsmOptions = {}): Promise<SoftHsmToken> {
-  if (isPkcs11ModuleInitialized(SOFTHSM_MODULE)) {
-    throw new Error(
-      'SoftHSM is already initialised in this process and scans its tokens only at C_Initialize: ' +
-        'create every token (createSoftHsm) before opening the first PKCS#11 provider',
-    );
-  }
   const h = sharedHsm();
   const token = opts.label ?? `kmipd-test-${++counter}-${randomBytes(3).toString('hex')}`;
   const pin = opts.pin ?? '1234';
