@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../server/log.js';
 import { DEFAULT_LIMITS } from '../server/listener.js';
 import { startServer } from '../server/server.js';
+import type { MasterConfig } from '../server/datadir.js';
 
 export const DEFAULT_DATA_DIR = './kmipd-data';
 
@@ -29,6 +30,18 @@ interface ServeFlags {
   idleTimeout: number;
   maxConnections: number;
   maxInFlight: number;
+  master: 'software' | 'pkcs11';
+  pkcs11Module?: string;
+  pkcs11Token?: string;
+  pkcs11KeyLabel: string;
+  hsmMode: 'root' | 'direct';
+}
+
+/** The master-key choice for a new data directory; the PIN never comes from a flag. */
+function masterConfig(f: ServeFlags): MasterConfig | undefined {
+  if (f.master === 'software') return undefined;
+  if (!f.pkcs11Module || !f.pkcs11Token) throw new InvalidArgumentError('--master pkcs11 needs --pkcs11-module PATH and --pkcs11-token LABEL');
+  return { kind: 'pkcs11', module: f.pkcs11Module, token: f.pkcs11Token, keyLabel: f.pkcs11KeyLabel, mode: f.hsmMode };
 }
 
 export function register(program: Command): void {
@@ -45,11 +58,18 @@ export function register(program: Command): void {
     .option('--idle-timeout <ms>', 'close connections idle this long', intArg('--idle-timeout', 100, 86_400_000), DEFAULT_LIMITS.idleTimeoutMs)
     .option('--max-connections <n>', 'connections open at once', intArg('--max-connections', 1, 1_000_000), DEFAULT_LIMITS.maxConnections)
     .option('--max-in-flight <n>', 'requests executing at once', intArg('--max-in-flight', 1, 100_000), DEFAULT_LIMITS.maxInFlight)
+    .addOption(new Option('--master <kind>', 'master key provider of a NEW data directory (recorded; later starts need only --data)').choices(['software', 'pkcs11']).default('software'))
+    .option('--pkcs11-module <path>', 'PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so); PIN from KMIPD_PKCS11_PIN')
+    .option('--pkcs11-token <label>', 'label of the token holding the master key')
+    .option('--pkcs11-key-label <label>', 'label of the master key in the token', 'kmipd-master')
+    .addOption(new Option('--hsm-mode <mode>', 'root: the HSM wraps root keys; direct: every object is sealed inside the HSM').choices(['root', 'direct']).default('root'))
     .action(async (f: ServeFlags) => {
       const log = createLogger({ level: f.logLevel });
       let server;
       try {
+        const master = masterConfig(f);
         server = await startServer({
+          ...(master ? { master } : {}),
           dataDir: f.data,
           host: f.host,
           port: f.port,

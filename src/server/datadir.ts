@@ -85,6 +85,14 @@ export function readManifest(dir: string): Manifest | undefined {
     );
   }
   if (!m.master || (m.master.kind !== 'software' && m.master.kind !== 'pkcs11')) throw new DataDirError(`${file}: "master.kind" must be "software" or "pkcs11"`);
+  if (m.master.kind === 'pkcs11') {
+    const p = m.master;
+    if (typeof p.module !== 'string' || typeof p.token !== 'string' || typeof p.keyLabel !== 'string') {
+      throw new DataDirError(`${file}: "master" of kind pkcs11 needs "module", "token" and "keyLabel" strings`);
+    }
+    if (p.mode !== undefined && p.mode !== 'root' && p.mode !== 'direct') throw new DataDirError(`${file}: "master.mode" must be "root" or "direct"`);
+    if (p.pinFile !== undefined && typeof p.pinFile !== 'string') throw new DataDirError(`${file}: "master.pinFile" must be a string`);
+  }
   if (!m.keystore || m.keystore.kind !== 'sqlite' || typeof m.keystore.file !== 'string') throw new DataDirError(`${file}: "keystore" must be {"kind":"sqlite","file":...}`);
   if (!validPolicy(m.policy)) throw new DataDirError(`${file}: "policy" must be {"groups": [[...]], "admins": [...], "adminsMayReadKeyMaterial": bool}`);
   return m;

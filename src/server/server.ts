@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { EnvelopeError, RootKeyring, createSoftwareMasterKey, loadSoftwareMasterKey, type MasterKeyProvider } from '../crypto/index.js';
@@ -12,9 +12,10 @@ import type { MaterialSealer } from '../operations/objects.js';
 import { clientIdentityAllowed, ensureServerPki, type ServerPki } from '../pki/index.js';
 import { KMIP_VERSIONS, compareVersions } from '../spec/index.js';
 import { VERSION } from '../version.js';
-import { DataDirError, defaultManifest, ensureDir, readManifest, writeManifest, type Manifest } from './datadir.js';
+import { DataDirError, defaultManifest, ensureDir, readManifest, writeManifest, type Manifest, type MasterConfig, type Pkcs11MasterConfig } from './datadir.js';
 import { Executor } from './executor.js';
 import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits } from './listener.js';
+import { TrustRuntime } from './trust-reload.js';
 
 export const SERVER_INFO: ServerInfo = {
   vendor: 'kmipd',
@@ -40,6 +41,8 @@ export interface OpenOptions {
   log: Logger;
   /** Extra subject alternative names for a new server certificate. */
   sans?: string[];
+  /** The master-key provider for a new data directory (ignored once the directory exists). */
+  master?: MasterConfig;
 }
 
 /** Seals through the root keyring; an envelope failure is a Cryptographic Failure for the client. */
@@ -59,13 +62,48 @@ function keyringSealer(ring: RootKeyring): MaterialSealer {
   };
 }
 
+/** How the PIN of a PKCS#11 token is found: the environment, else the file the manifest names. */
+export function pkcs11Pin(dir: string, m: Pkcs11MasterConfig): string {
+  const env = process.env.KMIPD_PKCS11_PIN;
+  if (env !== undefined && env !== '') return env;
+  if (m.pinFile) return readFileSync(resolve(dir, m.pinFile), 'utf8').trim();
+  throw new DataDirError('the HSM PIN is not set: put it in the environment variable KMIPD_PKCS11_PIN, or name a file with "pinFile" in kmipd.json');
+}
+
 async function openMaster(dir: string, m: Manifest, firstRun: boolean): Promise<MasterKeyProvider> {
   if (m.master.kind === 'software') {
     const file = join(dir, m.master.file);
     // A first run that died before writing the manifest may have left its key behind: reuse it.
     return firstRun && !existsSync(file) ? createSoftwareMasterKey(file) : loadSoftwareMasterKey(file);
   }
-  throw new DataDirError(`master key provider '${m.master.kind}' is not available in this build`);
+  // Loaded only when used: it brings the native PKCS#11 binding.
+  const { openPkcs11MasterKey } = await import('../crypto/pkcs11.js');
+  const cfg = m.master;
+  return openPkcs11MasterKey({ module: cfg.module, token: cfg.token, keyLabel: cfg.keyLabel, pin: pkcs11Pin(dir, cfg), create: firstRun });
+}
+
+/** The sealer for object material: the root keyring, or the HSM itself in direct mode. */
+async function openSealer(dir: string, m: Manifest, firstRun: boolean, ring: RootKeyring): Promise<{ sealer: MaterialSealer; close(): Promise<void> }> {
+  const cfg = m.master;
+  if (cfg.kind !== 'pkcs11' || cfg.mode !== 'direct') return { sealer: keyringSealer(ring), close: async () => {} };
+  const { openPkcs11DirectSealer, HsmUnavailableError } = await import('../crypto/pkcs11.js');
+  const direct = await openPkcs11DirectSealer({ module: cfg.module, token: cfg.token, keyLabel: cfg.keyLabel, pin: pkcs11Pin(dir, cfg), create: firstRun });
+  const guard = async <R>(f: () => Promise<R>): Promise<R> => {
+    try {
+      return await f();
+    } catch (e) {
+      if (e instanceof HsmUnavailableError) throw new KmipError('CryptographicFailure', 'the HSM holding the keys is unavailable; retry later');
+      if (e instanceof EnvelopeError) throw new KmipError('CryptographicFailure', 'the stored key material failed its integrity check');
+      throw e;
+    }
+  };
+  return {
+    sealer: {
+      seal: (uid, plaintext) => guard(() => direct.seal(uid, plaintext)),
+      open: (uid, wrapped) => guard(() => direct.open(uid, wrapped)),
+    },
+    close: () => direct.close(),
+  };
 }
 
 /**
@@ -76,15 +114,22 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
   const dir = ensureDir(dirArg);
   let manifest = readManifest(dir);
   const firstRun = manifest === undefined;
-  if (!manifest) manifest = defaultManifest(VERSION);
+  if (!manifest) {
+    manifest = defaultManifest(VERSION);
+    if (opts.master) manifest.master = opts.master;
+  } else if (opts.master && opts.master.kind !== manifest.master.kind) {
+    opts.log.warn({ recorded: manifest.master.kind, asked: opts.master.kind }, 'the data directory already has a master key provider; the one recorded is used');
+  }
   const pkiOpts: { sans?: string[]; log: (msg: string) => void } = { log: (msg) => opts.log.info(msg) };
   if (opts.sans) pkiOpts.sans = opts.sans;
   const pki = await ensureServerPki(dir, pkiOpts);
   const master = await openMaster(dir, manifest, firstRun);
   const store = await openSqliteStore(join(dir, manifest.keystore.file));
   let keyring: RootKeyring;
+  let sealer: { sealer: MaterialSealer; close(): Promise<void> };
   try {
     keyring = await RootKeyring.open(store, master);
+    sealer = await openSealer(dir, manifest, firstRun, keyring);
   } catch (e) {
     await store.close();
     await master.close();
@@ -99,8 +144,9 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     master,
     store,
     keyring,
-    sealer: keyringSealer(keyring),
+    sealer: sealer.sealer,
     async close() {
+      await sealer.close();
       keyring.close();
       await store.close();
       await master.close();
@@ -119,6 +165,8 @@ export interface RunningServer {
   state: ServerState;
   listener: KmipListener;
   executor: Executor;
+  /** Client trust and the server certificate, reloaded from DATA/trust and DATA/pki on change. */
+  trust: TrustRuntime;
   /** Graceful stop: no new connections, requests in flight finish, keystore closed. */
   stop(): Promise<void>;
 }
@@ -152,11 +200,18 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const state = await openServerState(opts.dataDir, opts);
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const executor = buildExecutor(state, opts.log, limits.maxMessageSize);
+  let trust: TrustRuntime;
+  try {
+    trust = TrustRuntime.open(state, opts.log);
+  } catch (e) {
+    await state.close();
+    throw e;
+  }
   const listener = new KmipListener({
     host: opts.host,
     port: opts.port,
-    tls: () => ({ cert: state.pki.serverCertPem, key: state.pki.serverKeyPem, ca: [state.pki.caCertPem] }),
-    identify: (cert) => identifyClient(cert),
+    tls: () => trust.tlsOptions(),
+    identify: (cert) => trust.identify(cert),
     executor,
     limits,
     log: opts.log,
@@ -167,11 +222,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await state.close();
     throw e;
   }
+  trust.attach(listener);
   return {
     state,
     listener,
     executor,
+    trust,
     async stop() {
+      trust.close();
       await listener.close();
       await state.close();
     },
