@@ -1,7 +1,14 @@
 import type { Command } from 'commander';
+import { register as registerAudit } from './audit.js';
+import { register as registerBackup } from './backup.js';
 import { register as registerCert } from './cert.js';
 import { register as registerCodec } from './codec.js';
+import { register as registerKey } from './key.js';
+import { register as registerMaster } from './master.js';
+import { register as registerNode } from './node.js';
+import { register as registerRoot } from './root.js';
 import { register as registerServe } from './serve.js';
+import { register as registerTrust } from './trust.js';
 
 /**
  * Every subcommand module exports `register(program)`; this list is the one place that
@@ -9,7 +16,7 @@ import { register as registerServe } from './serve.js';
  */
 type Registrar = (program: Command) => void;
 
-const registrars: Registrar[] = [registerServe, registerCert, registerCodec];
+const registrars: Registrar[] = [registerServe, registerCert, registerTrust, registerKey, registerMaster, registerRoot, registerNode, registerBackup, registerAudit, registerCodec];
 
 export function registerCommands(program: Command): void {
   for (const r of registrars) r(program);

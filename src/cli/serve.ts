@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../server/log.js';
 import { DEFAULT_LIMITS } from '../server/listener.js';
 import { startServer } from '../server/server.js';
-import type { MasterConfig } from '../server/datadir.js';
+import { readManifest, type MasterConfig } from '../server/datadir.js';
+import { bundlePassphrase, joinFromBundle } from '../server/node-bundle.js';
 
 export const DEFAULT_DATA_DIR = './kmipd-data';
 
@@ -35,6 +37,8 @@ interface ServeFlags {
   pkcs11Token?: string;
   pkcs11KeyLabel: string;
   hsmMode: 'root' | 'direct';
+  store?: string;
+  join?: string;
 }
 
 /** The master-key choice for a new data directory; the PIN never comes from a flag. */
@@ -63,12 +67,24 @@ export function register(program: Command): void {
     .option('--pkcs11-token <label>', 'label of the token holding the master key')
     .option('--pkcs11-key-label <label>', 'label of the master key in the token', 'kmipd-master')
     .addOption(new Option('--hsm-mode <mode>', 'root: the HSM wraps root keys; direct: every object is sealed inside the HSM').choices(['root', 'direct']).default('root'))
+    .option('--store <store>', 'keystore of a NEW data directory: postgres://USER@HOST:PORT/DB[?sslmode=verify-full&sslrootcert=FILE] shared by several nodes (password from PGPASSWORD or "passwordFile" in kmipd.json), or sqlite (default)')
+    .option('--join <bundle>', 'set up a NEW data directory from `kmipd node export` of another node (passphrase from KMIPD_BUNDLE_PASSPHRASE or asked), then serve')
     .action(async (f: ServeFlags) => {
       const log = createLogger({ level: f.logLevel });
       let server;
       try {
         const master = masterConfig(f);
+        if (f.join !== undefined) {
+          const bundle = readFileSync(f.join, 'utf8');
+          const joinOpts: Parameters<typeof joinFromBundle>[2] = { passphrase: '', log };
+          if (f.store !== undefined) joinOpts.store = f.store;
+          if (f.pkcs11Module !== undefined) joinOpts.pkcs11Module = f.pkcs11Module;
+          // Asked only when the directory still needs setting up (a repeated --join is a no-op).
+          joinOpts.passphrase = readManifest(f.data) !== undefined ? '' : await bundlePassphrase({ confirm: false });
+          await joinFromBundle(f.data, bundle, joinOpts);
+        }
         server = await startServer({
+          ...(f.store !== undefined ? { store: f.store } : {}),
           ...(master ? { master } : {}),
           dataDir: f.data,
           host: f.host,

@@ -117,18 +117,50 @@ function newRootKeyId(): string {
   return `rk-${randomBytes(8).toString('hex')}`;
 }
 
+/** How a keyring follows root key changes made by other processes (`kmipd root rotate`, `kmipd master ...`). */
+export interface RootKeyringOptions {
+  /**
+   * The master key with this id, when a root key record wrapped by another master key than the
+   * keyring's appears (the master key was rotated or migrated by another process); undefined
+   * when it cannot be found. The keyring does not close what it returns.
+   */
+  masterFor?: (masterKeyId: string) => Promise<MasterKeyProvider | undefined>;
+  /** Re-read the root key records this often (ms), to start sealing under a new active root key. 0: never (default). */
+  refreshIntervalMs?: number;
+  /** At least this long between two reloads from the store (ms, default 200): unknown ids wait, they do not fail. */
+  minReloadIntervalMs?: number;
+  /** Told when a background refresh fails (the keyring keeps the keys it has). */
+  onRefreshError?: (e: unknown) => void;
+}
+
+const DEFAULT_MIN_RELOAD_MS = 200;
+
 /**
  * The root keys of a store, unwrapped in memory, and the envelope operations on them.
+ *
+ * Root keys can change under a running keyring: another process may add a root key and make it
+ * the active one (`kmipd root rotate`), then re-wrap objects under it. openOrReload() reloads the
+ * records when it meets a root key id it does not hold (rate-limited and shared by concurrent
+ * callers), and with `refreshIntervalMs` the keyring re-reads the records periodically so that
+ * seal() moves to the new active key.
  */
 export class RootKeyring {
   readonly #store: KeyStore;
   readonly #master: MasterKeyProvider;
+  readonly #opts: RootKeyringOptions;
   #keys = new Map<string, LoadedRootKey>();
   #active: LoadedRootKey | null = null;
+  #closed = false;
+  #timer: NodeJS.Timeout | null = null;
+  /** The reload in progress; `seq` orders reloads by when they were started. */
+  #inflight: { seq: number; done: Promise<void> } | null = null;
+  #reloadSeq = 0;
+  #lastReloadAt = 0;
 
-  private constructor(store: KeyStore, master: MasterKeyProvider) {
+  private constructor(store: KeyStore, master: MasterKeyProvider, opts: RootKeyringOptions) {
     this.#store = store;
     this.#master = master;
+    this.#opts = opts;
   }
 
   /**
@@ -137,27 +169,36 @@ export class RootKeyring {
    * itself, so a wrong key can never record its own), and creates the first root key if the
    * store has no active one.
    */
-  static async open(store: KeyStore, master: MasterKeyProvider): Promise<RootKeyring> {
+  static async open(store: KeyStore, master: MasterKeyProvider, opts: RootKeyringOptions = {}): Promise<RootKeyring> {
     const canary = await checkCanary(master, store);
-    const ring = new RootKeyring(store, master);
+    const ring = new RootKeyring(store, master, opts);
     const records = await store.rootKeys();
     for (const r of records) ring.#keys.set(r.id, await ring.#unwrapRecord(r));
     if (canary === 'absent') await recordCanary(master, store);
     const actives = [...ring.#keys.values()].filter((k) => k.status === 'active');
     ring.#active = actives.sort((a, b) => b.createdAt - a.createdAt)[0] ?? null;
     if (ring.#active === null) await ring.rotate();
+    ring.#lastReloadAt = Date.now();
+    if (opts.refreshIntervalMs !== undefined && opts.refreshIntervalMs > 0) ring.#startTimer(opts.refreshIntervalMs);
     return ring;
   }
 
+  /** The master key that wrapped `r`: the keyring's own, or another found through `masterFor`. */
+  async #masterOf(r: RootKeyRecord): Promise<MasterKeyProvider> {
+    if (r.masterKeyId === this.#master.keyId || this.#opts.masterFor === undefined) return this.#master;
+    return (await this.#opts.masterFor(r.masterKeyId)) ?? this.#master;
+  }
+
   async #unwrapRecord(r: RootKeyRecord): Promise<LoadedRootKey> {
+    const master = await this.#masterOf(r);
     let plain: Buffer;
     try {
-      plain = await this.#master.unwrap(r.wrapped);
+      plain = await master.unwrap(r.wrapped);
     } catch (e) {
       if (!(e instanceof KeyUnwrapError)) throw e;
       throw new RootKeyError(
         `root key ${r.id} (wrapped by master key ${r.masterKeyId}) cannot be unwrapped by master key ` +
-          `${this.#master.kind}:${this.#master.keyId}: wrong master key, or the stored root key is damaged`,
+          `${master.kind}:${master.keyId}: wrong master key, or the stored root key is damaged`,
       );
     }
     try {
@@ -188,6 +229,90 @@ export class RootKeyring {
     } finally {
       plain.fill(0);
     }
+  }
+
+  /**
+   * Re-reads the root key records: unwraps the ones this keyring does not hold yet, takes over
+   * the statuses, and seals under the key the store marks active from now on. Rejects (after
+   * loading what it could) when a new record cannot be unwrapped.
+   */
+  refresh(): Promise<void> {
+    if (this.#closed) return Promise.reject(new EnvelopeError('CLOSED', 'root keyring is closed'));
+    return this.#startReload().done;
+  }
+
+  #startReload(): { seq: number; done: Promise<void> } {
+    const seq = ++this.#reloadSeq;
+    const wait = Math.max(0, this.#lastReloadAt + (this.#opts.minReloadIntervalMs ?? DEFAULT_MIN_RELOAD_MS) - Date.now());
+    const done = (async () => {
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.#lastReloadAt = Date.now();
+      await this.#load();
+    })();
+    const entry = { seq, done };
+    this.#inflight = entry;
+    const clear = (): void => {
+      if (this.#inflight === entry) this.#inflight = null;
+    };
+    done.then(clear, clear);
+    return entry;
+  }
+
+  async #load(): Promise<void> {
+    if (this.#closed) return;
+    const records = await this.#store.rootKeys();
+    let failure: unknown;
+    for (const r of records) {
+      if (this.#closed) return;
+      const k = this.#keys.get(r.id);
+      if (k !== undefined) {
+        k.status = r.status;
+        continue;
+      }
+      try {
+        const loaded = await this.#unwrapRecord(r);
+        if (this.#closed) return;
+        this.#keys.set(r.id, loaded);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    const active = records
+      .filter((r) => r.status === 'active')
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map((r) => this.#keys.get(r.id))
+      .find((k) => k !== undefined);
+    if (active !== undefined) this.#active = active;
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Reloads until `rootKeyId` is known or a reload started after this call has finished. */
+  async #reloadFor(rootKeyId: string): Promise<void> {
+    const mine = this.#reloadSeq;
+    while (!this.#keys.has(rootKeyId) && !this.#closed) {
+      const cur = this.#inflight;
+      if (cur !== null && cur.seq > mine) {
+        await cur.done;
+        return;
+      }
+      if (cur !== null) {
+        // Started before this call: it may have read the records before the key was added.
+        await cur.done.catch(() => undefined);
+        continue;
+      }
+      await this.#startReload().done;
+      return;
+    }
+  }
+
+  #startTimer(ms: number): void {
+    this.#timer = setInterval(() => {
+      if (this.#inflight !== null || this.#closed) return;
+      this.#startReload().done.catch((e: unknown) => {
+        if (!this.#closed) this.#opts.onRefreshError?.(e);
+      });
+    }, ms);
+    this.#timer.unref();
   }
 
   /** The id of the root key that seals new material. */
@@ -224,8 +349,22 @@ export class RootKeyring {
     return openWith(k.key, k.id, uid, wrapped.blob);
   }
 
-  /** Drops the unwrapped root keys (see the note on KeyObjects above). */
+  /**
+   * As open(), but first reloads the root key records when `wrapped` names a root key this
+   * keyring does not hold (one created by another process since): waits for the reload rather
+   * than failing. Rejects like open(), or with the reason the new root key could not be loaded.
+   */
+  async openOrReload(uid: string, wrapped: WrappedMaterial): Promise<Buffer> {
+    this.#activeKey(); // throws when closed
+    if (!this.#keys.has(wrapped.rootKeyId)) await this.#reloadFor(wrapped.rootKeyId);
+    return this.open(uid, wrapped);
+  }
+
+  /** Drops the unwrapped root keys (see the note on KeyObjects above) and stops refreshing. */
   close(): void {
+    this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
     this.#keys = new Map();
     this.#active = null;
   }

@@ -245,6 +245,7 @@ export class SqliteKeyStore implements KeyStore {
     deleteRemoved: Database.Statement;
     count: Database.Statement;
     rootKeys: Database.Statement;
+    countByRootKey: Database.Statement;
     retireActive: Database.Statement;
     putRootKey: Database.Statement;
     getMeta: Database.Statement;
@@ -285,6 +286,9 @@ export class SqliteKeyStore implements KeyStore {
         'SELECT object_type AS objectType, state, count(*) AS n FROM objects GROUP BY object_type, state ORDER BY object_type, state',
       ),
       rootKeys: p('SELECT * FROM root_keys ORDER BY created_at, id'),
+      countByRootKey: p(
+        'SELECT root_key_id AS rootKeyId, count(*) AS n FROM objects WHERE root_key_id IS NOT NULL GROUP BY root_key_id ORDER BY root_key_id',
+      ),
       retireActive: p(`UPDATE root_keys SET status = 'retired' WHERE status = 'active' AND id <> ?`),
       putRootKey: p(
         `INSERT INTO root_keys (id, wrapped, master_key_id, status, created_at) VALUES (?, ?, ?, ?, ?)
@@ -506,6 +510,34 @@ export class SqliteKeyStore implements KeyStore {
     });
   }
 
+  putRootKeys(records: RootKeyRecord[], meta: Record<string, string> = {}): Promise<void> {
+    let rows: { id: string; wrapped: Buffer; masterKeyId: string; status: 'active' | 'retired'; createdAt: number }[];
+    let metaRows: [string, string][];
+    try {
+      if (!Array.isArray(records)) throw new TypeError('root key records expected');
+      if (records.filter((r) => r?.status === 'active').length > 1) throw new TypeError('at most one root key can be active');
+      rows = records.map((r) => {
+        checkRootKey(r);
+        return { id: r.id, wrapped: Buffer.from(asBuffer(r.wrapped)), masterKeyId: r.masterKeyId, status: r.status, createdAt: r.createdAt };
+      });
+      metaRows = Object.entries(meta);
+      for (const [k, v] of metaRows) {
+        if (typeof k !== 'string' || k.length === 0 || typeof v !== 'string') throw new TypeError('meta key and value must be strings (key non-empty)');
+        if (k === SCHEMA_VERSION_KEY) throw new Error(`meta key ${k} is managed by the keystore`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // One job: its savepoint makes the records and the meta keys one all-or-nothing unit.
+    return this.#enqueue(() => {
+      for (const r of rows) {
+        if (r.status === 'active') this.#s.retireActive.run(r.id);
+        this.#s.putRootKey.run(r.id, r.wrapped, r.masterKeyId, r.status, r.createdAt);
+      }
+      for (const [k, v] of metaRows) this.#s.setMeta.run(k, v);
+    });
+  }
+
   setMeta(key: string, value: string): Promise<void> {
     if (typeof key !== 'string' || key.length === 0 || typeof value !== 'string') {
       return Promise.reject(new TypeError('meta key and value must be strings (key non-empty)'));
@@ -650,6 +682,10 @@ export class SqliteKeyStore implements KeyStore {
         createdAt: r.created_at,
       })),
     );
+  }
+
+  countByRootKey(): Promise<{ rootKeyId: string; n: number }[]> {
+    return this.#read(() => this.#s.countByRootKey.all() as { rootKeyId: string; n: number }[]);
   }
 
   getMeta(key: string): Promise<string | undefined> {

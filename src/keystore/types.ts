@@ -115,6 +115,18 @@ export interface KeyStore {
    * the same transaction, so there is never more than one active root key.
    */
   putRootKey(r: RootKeyRecord): Promise<void>;
+  /**
+   * Inserts or replaces every record of `records` (as putRootKey) and sets every key of `meta`
+   * (as setMeta), all in one transaction: how the root keys are re-wrapped under a new master
+   * key together with its canary. Nothing is written if any part fails.
+   */
+  putRootKeys(records: RootKeyRecord[], meta?: Record<string, string>): Promise<void>;
+  /**
+   * How many objects have material sealed under each root key (WrappedMaterial.rootKeyId),
+   * for key rotation and status. Ids with no object are absent; objects without material are
+   * not counted.
+   */
+  countByRootKey(): Promise<{ rootKeyId: string; n: number }[]>;
 
   /**
    * Small settings the server keeps with its data (schema version, master-key kind, ...).

@@ -156,6 +156,16 @@ const TABLE: Readonly<Record<string, Row>> = {
   'Rotate Latest': server(undefined),
   'Rotate Name': client(undefined),
   'Rotate Offset': client(undefined),
+  // Certificate Attributes (tags of 1.4; 2.x attributes): set by the server from the certificate
+  // at Register / Certify, one instance per value of the name (src/operations/certificates.ts).
+  ...Object.fromEntries(
+    ['Subject', 'Issuer'].flatMap((who) =>
+      ['CN', 'O', 'OU', 'Email', 'C', 'ST', 'L', 'UID', 'Serial Number', 'Title', 'DC', 'DN Qualifier'].map((f): [string, Row] => [
+        `Certificate ${who} ${f}`,
+        server(undefined, true, CERTIFICATES),
+      ]),
+    ),
+  ),
 };
 
 function refOf(name: string, r: Row): string {

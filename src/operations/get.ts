@@ -26,6 +26,8 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { symmetricKeyObject } from './create.js';
 import { boolOf, isDestroyed, loadObject, saveQuietly, withServerAttribute } from './lifecycle.js';
 import { readKeyBlock } from './register.js';
+import { asymmetricInFormat } from './key-formats.js';
+import { certificateInFormat } from './certificates.js';
 
 const KFT = Enums.KeyFormatType;
 const OT = Enums.ObjectType;
@@ -34,8 +36,10 @@ function formatName(f: number): string {
   return enumValueName('KeyFormatType', f) ?? String(f);
 }
 
-/** The stored object in the Key Format Type asked for (undefined: as stored). */
-export function inFormat(objectType: number, stored: StructureNode, requested: number | undefined): StructureNode {
+/** The stored object in the Key Format Type (and, EC keys, Key Compression Type) asked for (undefined: as stored). */
+export function inFormat(objectType: number, stored: StructureNode, requested: number | undefined, compression?: number): StructureNode {
+  if (objectType === OT.PrivateKey || objectType === OT.PublicKey) return asymmetricInFormat(objectType, stored, requested, compression);
+  if (objectType === OT.Certificate) return certificateInFormat(stored, requested);
   if (objectType === OT.OpaqueObject) {
     if (requested !== undefined) throw new KmipError('KeyFormatTypeNotSupported', 'an Opaque Object has no Key Format Type');
     return stored;
@@ -67,7 +71,8 @@ export const getHandler: OperationHandler = {
     if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the object has been destroyed; only its attributes remain');
     if (!obj.material) throw new KmipError('KeyValueNotPresent', 'the object has no key material');
     if (wrapping) throw new KmipError('FeatureNotSupported', 'kmipd does not wrap keys on Get (Key Wrapping Specification)');
-    if (compression !== undefined) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
+    const asymmetric = obj.objectType === OT.PrivateKey || obj.objectType === OT.PublicKey;
+    if (compression !== undefined && !asymmetric) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
     if (boolOf(obj.attributes, 'Extractable') === false) throw new KmipError('NotExtractable', 'the object is not extractable (Extractable is false)');
 
     const plain = await ctx.objects.material(obj);
@@ -85,7 +90,7 @@ export const getHandler: OperationHandler = {
     if (wrapType === Enums.KeyWrapType.NotWrapped && wrappedAsRegistered) {
       throw new KmipError('KeyWrapTypeNotSupported', 'the object was registered wrapped and kmipd cannot unwrap it');
     }
-    const out = inFormat(obj.objectType, stored, format);
+    const out = inFormat(obj.objectType, stored, format, compression);
 
     const fresh = obj.attributes.find((a) => a.name === 'Fresh');
     if (fresh?.value.type === 'Boolean' && fresh.value.value) {

@@ -9,13 +9,25 @@ import { modifyAttributeHandler } from './modify-attribute.js';
 import { queryHandler } from './query.js';
 import { setAttributeHandler } from './set-attribute.js';
 import { activateHandler } from './activate.js';
+import { certifyHandler } from './certify.js';
 import { checkHandler } from './check.js';
 import { createHandler } from './create.js';
+import { createKeyPairHandler } from './create-key-pair.js';
 import { destroyHandler } from './destroy.js';
 import { getHandler } from './get.js';
 import { registerHandler } from './register.js';
 import { rekeyHandler } from './rekey.js';
+import { rekeyKeyPairHandler } from './rekey-key-pair.js';
 import { revokeHandler } from './revoke.js';
+import { encryptHandler } from './encrypt.js';
+import { decryptHandler } from './decrypt.js';
+import { signHandler } from './sign.js';
+import { signatureVerifyHandler } from './signature-verify.js';
+import { macHandler } from './mac.js';
+import { macVerifyHandler } from './mac-verify.js';
+import { hashHandler } from './hash.js';
+import { rngRetrieveHandler } from './rng-retrieve.js';
+import { rngSeedHandler } from './rng-seed.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -39,4 +51,16 @@ export const allHandlers: readonly OperationHandler[] = [
   destroyHandler,
   rekeyHandler,
   checkHandler,
+  createKeyPairHandler,
+  rekeyKeyPairHandler,
+  certifyHandler,
+  encryptHandler,
+  decryptHandler,
+  signHandler,
+  signatureVerifyHandler,
+  macHandler,
+  macVerifyHandler,
+  hashHandler,
+  rngRetrieveHandler,
+  rngSeedHandler,
 ];

@@ -3,6 +3,7 @@ import { KmipError } from '../codec/errors.js';
 import type { KmipAttribute } from '../codec/attributes.js';
 import type { KeyStore, LocateQuery, StoredObject, WrappedMaterial } from '../keystore/types.js';
 import { ConcurrentModificationError } from '../keystore/types.js';
+import { encodeAttributes } from '../keystore/attributes.js';
 import type { AccessPolicy, ClientIdentity } from './context.js';
 
 /** Seals and opens object material (the crypto layer's envelope, or an HSM doing it directly). */
@@ -102,10 +103,20 @@ export class ObjectService {
     try {
       return await this.store.update({ ...next, updatedAt: Date.now() }, prev.revision);
     } catch (e) {
-      if (e instanceof ConcurrentModificationError) {
-        throw new KmipError('GeneralFailure', 'the object was changed by another request at the same time; retry');
+      if (!(e instanceof ConcurrentModificationError)) throw e;
+      // A root-key rotation re-wraps material under our feet without changing anything a
+      // client sees: apply this change on top of the re-wrapped row. Any other concurrent
+      // change is a real conflict.
+      const fresh = await this.store.get(prev.uid);
+      if (fresh && sameVisibleState(fresh, prev)) {
+        const material = next.material === prev.material ? fresh.material : next.material;
+        try {
+          return await this.store.update({ ...next, material, updatedAt: Date.now() }, fresh.revision);
+        } catch (e2) {
+          if (!(e2 instanceof ConcurrentModificationError)) throw e2;
+        }
       }
-      throw e;
+      throw new KmipError('GeneralFailure', 'the object was changed by another request at the same time; retry');
     }
   }
 
@@ -134,4 +145,9 @@ export class ObjectService {
   commit(): void {
     this.journal.clear();
   }
+}
+
+/** Same owner, state and attributes: two revisions that differ at most in how material is sealed. */
+function sameVisibleState(a: StoredObject, b: StoredObject): boolean {
+  return a.owner === b.owner && a.state === b.state && a.objectType === b.objectType && encodeAttributes(a.attributes).equals(encodeAttributes(b.attributes));
 }

@@ -18,6 +18,7 @@ import { checkInitialAttributes, readRequestAttributes } from './attribute-rules
 import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
+import { REGISTRABLE } from './register-objects.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -164,26 +165,29 @@ export const registerHandler: OperationHandler = {
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
-    const tag = OBJECT_TAG[objectType];
+    const more = REGISTRABLE[objectType];
+    const tag = OBJECT_TAG[objectType] ?? more?.tag;
     if (tag === undefined) {
       const what = enumValueName('ObjectType', objectType);
       if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
-      throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Secret Data and Opaque Object only)`);
+      throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Private Key, Public Key, Certificate, Secret Data and Opaque Object only)`);
     }
     const obj = opt(payload, tag, 'Structure');
     if (!obj) throw new KmipError('MissingData', `Register of a ${enumValueName('ObjectType', objectType)} needs the object itself`);
     checkProtectionStorageMasks(payload);
     const blockFormat = objectType === OT.OpaqueObject ? undefined : opt(obj, Tag.KeyBlock, 'Structure');
-    const client = dropEchoedAttributes(
+    let client = dropEchoedAttributes(
       readRequestAttributes(payload, ctx.version, false),
       objectType,
       blockFormat ? optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') : undefined,
     );
+    if (more?.dropEchoed) client = more.dropEchoed(client, obj);
     checkInitialAttributes(client, 'register', objectType, ctx.version);
     checkNoDuplicateNames(client);
 
-    const parsed =
-      objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
+    const parsed = more
+      ? more.parse(obj, client)
+      : objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
     const uid = ctx.objects.newUid();
     const init: Parameters<typeof initialAttributes>[0] = { uid, objectType, now: ctx.now(), client, implicit: parsed.implicit };
     if (parsed.digest) init.digest = parsed.digest;

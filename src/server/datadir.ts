@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AccessPolicy } from '../operations/context.js';
@@ -11,13 +11,27 @@ import type { AccessPolicy } from '../operations/context.js';
 export const DATA_FORMAT = 1;
 export const MANIFEST = 'kmipd.json';
 
-export interface SoftwareMasterConfig {
+/**
+ * Which version of the master key a configuration is (see src/server/master-versions.ts):
+ * written by `kmipd master rotate|migrate|rollback`; absent in a directory that never had its
+ * master key changed (version 1, id recorded in the keystore's canary).
+ */
+export interface MasterVersionInfo {
+  /** 1 for the key the directory was created with, then 2, 3, ... */
+  version?: number;
+  /** MasterKeyProvider.keyId of this key (not secret). */
+  keyId?: string;
+  /** ISO date of creation. */
+  createdAt?: string;
+}
+
+export interface SoftwareMasterConfig extends MasterVersionInfo {
   kind: 'software';
   /** Relative to the data directory. */
   file: string;
 }
 
-export interface Pkcs11MasterConfig {
+export interface Pkcs11MasterConfig extends MasterVersionInfo {
   kind: 'pkcs11';
   module: string;
   token: string;
@@ -25,19 +39,34 @@ export interface Pkcs11MasterConfig {
   /** Where to read the PIN when KMIPD_PKCS11_PIN is not set. */
   pinFile?: string;
   mode?: 'root' | 'direct';
+  /** The label rotated versions are named after (`<baseKeyLabel>-v<version>`); default keyLabel. */
+  baseKeyLabel?: string;
 }
 
 export type MasterConfig = SoftwareMasterConfig | Pkcs11MasterConfig;
+
+/** A master key version that no longer wraps the root keys, kept so that a rollback is possible. */
+export type RetiredMasterConfig = MasterConfig & { retiredAt: string };
+
+/** Where the keys are kept (src/server/store.ts). Paths are relative to the data directory. */
+export type KeystoreConfig =
+  | { kind: 'sqlite'; file: string }
+  /** `passwordFile`: read when PGPASSWORD is not set; the URL never holds the password. */
+  | { kind: 'postgres'; url: string; passwordFile?: string };
 
 export interface Manifest {
   format: number;
   createdAt: string;
   createdBy: string;
   master: MasterConfig;
-  keystore: { kind: 'sqlite'; file: string };
+  keystore: KeystoreConfig;
   policy: AccessPolicy;
   /** When present, every request must carry this Username/Password credential. */
   auth?: { username: string; passwordFile: string };
+  /** A master key change in progress (`kmipd master ...`): the key the root keys are being moved to. */
+  masterPending?: MasterConfig;
+  /** Earlier master key versions, oldest first. */
+  masterHistory?: RetiredMasterConfig[];
 }
 
 export class DataDirError extends Error {
@@ -93,16 +122,38 @@ export function readManifest(dir: string): Manifest | undefined {
     if (p.mode !== undefined && p.mode !== 'root' && p.mode !== 'direct') throw new DataDirError(`${file}: "master.mode" must be "root" or "direct"`);
     if (p.pinFile !== undefined && typeof p.pinFile !== 'string') throw new DataDirError(`${file}: "master.pinFile" must be a string`);
   }
-  if (!m.keystore || m.keystore.kind !== 'sqlite' || typeof m.keystore.file !== 'string') throw new DataDirError(`${file}: "keystore" must be {"kind":"sqlite","file":...}`);
+  if (m.masterPending !== undefined && (typeof m.masterPending !== 'object' || m.masterPending === null || (m.masterPending.kind !== 'software' && m.masterPending.kind !== 'pkcs11'))) {
+    throw new DataDirError(`${file}: "masterPending.kind" must be "software" or "pkcs11"`);
+  }
+  if (m.masterHistory !== undefined && !(Array.isArray(m.masterHistory) && m.masterHistory.every((h) => typeof h === 'object' && h !== null && typeof h.kind === 'string'))) {
+    throw new DataDirError(`${file}: "masterHistory" must be a list of master key configurations`);
+  }
+  const ks = m.keystore as Partial<{ kind: string; file: unknown; url: unknown; passwordFile: unknown }> | undefined;
+  const sqliteOk = ks?.kind === 'sqlite' && typeof ks.file === 'string';
+  const postgresOk = ks?.kind === 'postgres' && typeof ks.url === 'string' && (ks.passwordFile === undefined || typeof ks.passwordFile === 'string');
+  if (!sqliteOk && !postgresOk) throw new DataDirError(`${file}: "keystore" must be {"kind":"sqlite","file":...} or {"kind":"postgres","url":...,"passwordFile"?:...}`);
   if (!validPolicy(m.policy)) throw new DataDirError(`${file}: "policy" must be {"groups": [[...]], "admins": [...], "adminsMayReadKeyMaterial": bool}`);
   return m;
 }
 
+/** Replaces the manifest atomically and durably (temporary file fsynced, renamed, directory fsynced). */
 export function writeManifest(dir: string, m: Manifest): void {
   const file = join(dir, MANIFEST);
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(m, null, 2) + '\n', { mode: 0o600 });
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeFileSync(fd, JSON.stringify(m, null, 2) + '\n');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, file);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 export function ensureDir(dir: string): string {

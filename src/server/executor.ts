@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AuditEntry, AuditSink } from '../audit/types.js';
 import { KmipError, type ResultReasonName } from '../codec/errors.js';
 import {
   decodeRequest,
@@ -27,6 +28,17 @@ export interface ExecutorOptions {
   /** When set, every request must carry this Username and Password credential. */
   requiredCredential?: { username: string; password: string };
   clock?: () => Date;
+  /**
+   * The audit trail: every batch item's record is handed to it, and `execute` returns (so the
+   * response is sent) only once it is durable. When it fails the request fails.
+   */
+  audit?: AuditSink;
+}
+
+/** What `run` leaves behind for the audit step: the decoded request and its object journal. */
+interface RunState {
+  msg?: RequestMessage;
+  objects?: ObjectService;
 }
 
 export interface ItemLog {
@@ -63,8 +75,51 @@ export class Executor {
     return [...this.handlers.values()];
   }
 
-  /** Decodes one framed request and returns the encoded response. Never throws for bad input. */
+  /**
+   * Decodes one framed request and returns the encoded response. Never throws for bad input.
+   * With an audit sink, returns only after the request's records are durable; when they cannot
+   * be written, the message's changes are undone (best effort) and every item fails with General
+   * Failure "audit trail unavailable": no operation is answered unaudited.
+   */
   async execute(frame: Buffer, identity: ClientIdentity, log: Logger): Promise<ExecuteResult> {
+    const held: RunState = {};
+    const r = await this.run(frame, identity, log, held);
+    const audit = this.opts.audit;
+    if (audit) {
+      const time = this.clock();
+      const entries = r.items.map(
+        (it): AuditEntry => ({
+          kind: 'kmip',
+          time,
+          identity: identity.name,
+          fingerprint: identity.fingerprint,
+          address: identity.address,
+          version: r.version,
+          operation: it.operation,
+          object: it.operation === 'Locate' ? undefined : it.uid, // a search names no object
+          result: it.result,
+          reason: it.reason,
+        }),
+      );
+      try {
+        await audit.record(entries);
+      } catch (e) {
+        log.error({ err: (e as Error).message, items: r.items }, 'audit trail unavailable; the request fails and its changes are undone');
+        try {
+          await held.objects?.undo();
+        } catch (u) {
+          log.error({ err: u }, 'undoing an unaudited request failed');
+        }
+        const message = 'audit trail unavailable';
+        if (held.msg) return this.failItems(held.msg, r.version as KmipVersion, 'GeneralFailure', message);
+        return this.failMessage(undefined, 'GeneralFailure', message);
+      }
+    }
+    held.objects?.commit();
+    return r;
+  }
+
+  private async run(frame: Buffer, identity: ClientIdentity, log: Logger, held: RunState): Promise<ExecuteResult> {
     let tree: TtlvNode;
     try {
       tree = decodeTtlv(frame, { maxMessageSize: this.opts.maxMessageSize });
@@ -82,6 +137,7 @@ export class Executor {
       if (!(e instanceof KmipError)) throw e;
       return this.failMessage(pv, e.reason, e.message);
     }
+    held.msg = msg;
     const h = msg.header;
     const version = h.version;
     if (!version || !this.opts.server.versions.includes(version)) {
@@ -107,6 +163,7 @@ export class Executor {
     }
 
     const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
+    held.objects = objects;
     let placeholder: string | undefined;
     const results: ResponseBatchItem[] = [];
     const logs: ItemLog[] = [];
@@ -122,6 +179,7 @@ export class Executor {
         break;
       }
       const itemLog: ItemLog = { operation: opName, result: 'Success' };
+      let target: string | undefined; // the object the item named, for the record of a failure
       try {
         if (!handler || compareVersions(handler.since, version) > 0) {
           throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
@@ -140,8 +198,8 @@ export class Executor {
           },
           uidOrPlaceholder: (payload: StructureNode) => {
             const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
-            if (uid !== undefined) return uid;
-            if (placeholder !== undefined) return placeholder;
+            if (uid !== undefined) return (target = uid);
+            if (placeholder !== undefined) return (target = placeholder);
             throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
           },
         };
@@ -158,6 +216,7 @@ export class Executor {
         const { reason, message } = this.toKmipError(e, log, opName);
         itemLog.result = 'OperationFailed';
         itemLog.reason = reason;
+        if (itemLog.uid === undefined && target !== undefined) itemLog.uid = target;
         results.push({ ...base, status: 'OperationFailed', reason, message });
         if (h.batchErrorContinuation === 'Undo') {
           await objects.undo();
@@ -174,7 +233,6 @@ export class Executor {
       }
       logs.push(itemLog);
     }
-    objects.commit();
     return this.respond(pv, version, results, logs, h.maximumResponseSize);
   }
 

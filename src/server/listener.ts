@@ -46,8 +46,12 @@ export type IdentifyResult = { ok: true; identity: ClientIdentity } | { ok: fals
 export interface ListenerOptions {
   host: string;
   port: number;
-  /** Called on every change of certificate or trust (reloads); the listener swaps contexts. */
-  tls: () => tls.SecureContextOptions;
+  /**
+   * Called on every change of certificate or trust (reloads); the listener swaps contexts.
+   * `rejectUnauthorized: false` (default true) lets the handshake finish with a certificate
+   * OpenSSL cannot verify (a pinned one), leaving the decision to `identify`.
+   */
+  tls: () => tls.SecureContextOptions & { rejectUnauthorized?: boolean };
   /** Maps a verified peer certificate to an identity, or refuses it. */
   identify: (cert: X509Certificate, address: string | undefined) => IdentifyResult;
   executor: Executor;
@@ -91,6 +95,8 @@ class RateLimitedLog {
 export class KmipListener {
   private server: tls.Server | undefined;
   private readonly sockets = new Set<tls.TLSSocket>();
+  /** Each open connection's client certificate and identity, for closeConnections. */
+  private readonly peers = new WeakMap<tls.TLSSocket, { cert: X509Certificate; identity: ClientIdentity }>();
   private readonly inFlight: Semaphore;
   private readonly busy = new Set<Promise<void>>();
   private readonly handshakeLog = new RateLimitedLog(10_000);
@@ -111,10 +117,11 @@ export class KmipListener {
   }
 
   private tlsOptions(): tls.TlsOptions {
+    const t = this.opts.tls();
     return {
-      ...this.opts.tls(),
+      ...t,
       requestCert: true,
-      rejectUnauthorized: true,
+      rejectUnauthorized: t.rejectUnauthorized ?? true,
       minVersion: 'TLSv1.2',
       ciphers: CIPHERS,
       honorCipherOrder: true,
@@ -126,7 +133,25 @@ export class KmipListener {
 
   /** Re-reads certificates and trust; new handshakes use them, open sessions are kept. */
   reloadTls(): void {
-    this.server?.setSecureContext(this.tlsOptions());
+    const server = this.server;
+    if (!server) return;
+    const o = this.tlsOptions();
+    server.setSecureContext(o);
+    // tls.Server reads rejectUnauthorized per connection from itself, not from the context.
+    (server as tls.Server & { rejectUnauthorized: boolean }).rejectUnauthorized = o.rejectUnauthorized !== false;
+  }
+
+  /** Closes the open connections whose client `drop` selects (e.g. after its trust was removed). */
+  closeConnections(drop: (cert: X509Certificate, identity: ClientIdentity) => boolean): number {
+    let n = 0;
+    for (const s of this.sockets) {
+      const p = this.peers.get(s);
+      if (p && drop(p.cert, p.identity)) {
+        s.destroy();
+        n++;
+      }
+    }
+    return n;
   }
 
   async listen(): Promise<void> {
@@ -161,7 +186,8 @@ export class KmipListener {
     }
     const cert = sock.getPeerX509Certificate();
     if (!cert) {
-      log0.warn({ addr: address }, 'connection without a client certificate refused');
+      // reached when the handshake does not reject (pinned certificates): rate-limited like the rest
+      this.handshakeLog.log((dropped) => log0.warn({ addr: address, suppressed: dropped }, 'connection without a client certificate refused'));
       sock.destroy();
       return;
     }
@@ -178,6 +204,7 @@ export class KmipListener {
     if (address !== undefined) identity.address = address;
     const log = log0.child({ client: identity.name, addr: address });
     this.sockets.add(sock);
+    this.peers.set(sock, { cert, identity });
     let requests = 0;
     const framer = new FrameDecoder({ maxMessageSize: this.opts.limits.maxMessageSize });
     const queue: Buffer[] = [];

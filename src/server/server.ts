@@ -2,9 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
+import { AuditLog, type AuditTuning } from '../audit/log.js';
 import { EnvelopeError, RootKeyring, createSoftwareMasterKey, loadSoftwareMasterKey, type MasterKeyProvider } from '../crypto/index.js';
 import { KmipError } from '../codec/errors.js';
-import { openSqliteStore } from '../keystore/index.js';
 import type { KeyStore, WrappedMaterial } from '../keystore/types.js';
 import type { AccessPolicy, ServerInfo } from '../operations/context.js';
 import { allHandlers } from '../operations/index.js';
@@ -14,8 +14,11 @@ import { KMIP_VERSIONS, compareVersions } from '../spec/index.js';
 import { VERSION } from '../version.js';
 import { DataDirError, defaultManifest, ensureDir, readManifest, writeManifest, type Manifest, type MasterConfig, type Pkcs11MasterConfig } from './datadir.js';
 import { Executor } from './executor.js';
+import { MasterResolver, dataMasterId, selectMasterConfig } from './master-versions.js';
 import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits } from './listener.js';
 import { TrustRuntime } from './trust-reload.js';
+import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './store.js';
+import { TrustSync } from './trust-sync.js';
 
 export const SERVER_INFO: ServerInfo = {
   vendor: 'kmipd',
@@ -34,6 +37,8 @@ export interface ServerState {
   store: KeyStore;
   keyring: RootKeyring;
   sealer: MaterialSealer;
+  /** The audit trail, DIR/audit (src/audit); opened lazily, anchored on close. */
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -43,20 +48,32 @@ export interface OpenOptions {
   sans?: string[];
   /** The master-key provider for a new data directory (ignored once the directory exists). */
   master?: MasterConfig;
+  /** Anchor interval and rotation of the audit log (defaults in src/audit/log.ts). */
+  audit?: AuditTuning;
+  /** `serve --store`: the keystore of a new directory, or another URL for its PostgreSQL store (src/server/store.ts). */
+  store?: string;
 }
 
-/** Seals through the root keyring; an envelope failure is a Cryptographic Failure for the client. */
-function keyringSealer(ring: RootKeyring): MaterialSealer {
+/** How often a server re-reads the root key records, to seal under a root key another process made active. */
+export const ROOT_KEY_REFRESH_MS = 2000;
+
+/**
+ * Seals through the root keyring; an envelope failure is a Cryptographic Failure for the client.
+ * A root key the keyring does not hold yet (made by `kmipd root rotate` in another process) is
+ * loaded from the store first.
+ */
+function keyringSealer(ring: RootKeyring, log: Logger): MaterialSealer {
   return {
     async seal(uid: string, plaintext: Buffer): Promise<WrappedMaterial> {
       return ring.seal(uid, plaintext);
     },
     async open(uid: string, wrapped: WrappedMaterial): Promise<Buffer> {
       try {
-        return ring.open(uid, wrapped);
+        return await ring.openOrReload(uid, wrapped);
       } catch (e) {
         if (e instanceof EnvelopeError) throw new KmipError('CryptographicFailure', 'the stored key material failed its integrity check');
-        throw e;
+        log.error({ err: e, uid, rootKeyId: wrapped.rootKeyId }, 'cannot load the root key of an object');
+        throw new KmipError('CryptographicFailure', 'the root key protecting this object cannot be loaded now; retry later');
       }
     },
   };
@@ -83,9 +100,9 @@ async function openMaster(dir: string, m: Manifest, firstRun: boolean): Promise<
 }
 
 /** The sealer for object material: the root keyring, or the HSM itself in direct mode. */
-async function openSealer(dir: string, m: Manifest, firstRun: boolean, ring: RootKeyring): Promise<{ sealer: MaterialSealer; close(): Promise<void> }> {
+async function openSealer(dir: string, m: Manifest, firstRun: boolean, ring: RootKeyring, log: Logger): Promise<{ sealer: MaterialSealer; close(): Promise<void> }> {
   const cfg = m.master;
-  if (cfg.kind !== 'pkcs11' || cfg.mode !== 'direct') return { sealer: keyringSealer(ring), close: async () => {} };
+  if (cfg.kind !== 'pkcs11' || cfg.mode !== 'direct') return { sealer: keyringSealer(ring, log), close: async () => {} };
   const { openPkcs11DirectSealer, HsmUnavailableError } = await import('../crypto/pkcs11.js');
   const direct = await openPkcs11DirectSealer({ module: cfg.module, token: cfg.token, keyLabel: cfg.keyLabel, pin: pkcs11Pin(dir, cfg), create: firstRun });
   const guard = async <R>(f: () => Promise<R>): Promise<R> => {
@@ -120,22 +137,44 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
   } else if (opts.master && opts.master.kind !== manifest.master.kind) {
     opts.log.warn({ recorded: manifest.master.kind, asked: opts.master.kind }, 'the data directory already has a master key provider; the one recorded is used');
   }
+  applyStoreOption(manifest, opts.store, firstRun, opts.log);
   const pkiOpts: { sans?: string[]; log: (msg: string) => void } = { log: (msg) => opts.log.info(msg) };
   if (opts.sans) pkiOpts.sans = opts.sans;
   const pki = await ensureServerPki(dir, pkiOpts);
-  const master = await openMaster(dir, manifest, firstRun);
-  const store = await openSqliteStore(join(dir, manifest.keystore.file));
+  const store = await openKeyStore(dir, manifest.keystore, opts.log);
+  // The master key version the keystore was moved to: the manifest's, or the pending one of an
+  // interrupted `kmipd master` command (see master-versions.ts).
+  let master: MasterKeyProvider;
+  try {
+    const sel = selectMasterConfig(manifest, await dataMasterId(store));
+    if (sel.pending) opts.log.warn({ dir }, 'an interrupted master key change: using the new master key; run `kmipd master rotate --data DIR` to finish it');
+    master = await openMaster(dir, { ...manifest, master: sel.config }, firstRun);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  // Root keys added later by another process may be wrapped by a newer master key version.
+  const masters = new MasterResolver(dir, (cfg) => openMaster(dir, { ...manifest, master: cfg }, false), [master]);
   let keyring: RootKeyring;
   let sealer: { sealer: MaterialSealer; close(): Promise<void> };
   try {
-    keyring = await RootKeyring.open(store, master);
-    sealer = await openSealer(dir, manifest, firstRun, keyring);
+    // Nodes sharing a keystore and starting together: one creates the canary and root key.
+    keyring = await withInitLock(store, () =>
+      RootKeyring.open(store, master, {
+        masterFor: masters.masterFor,
+        refreshIntervalMs: ROOT_KEY_REFRESH_MS,
+        onRefreshError: (err) => opts.log.warn({ err }, 'cannot load a root key added by another process; will retry'),
+      }),
+    );
+    sealer = await openSealer(dir, manifest, firstRun, keyring, opts.log);
   } catch (e) {
     await store.close();
+    await masters.close();
     await master.close();
     throw e;
   }
   if (firstRun) writeManifest(dir, manifest);
+  const audit = new AuditLog({ ...opts.audit, dataDir: dir, master, meta: store, log: opts.log });
   return {
     dir,
     manifest,
@@ -145,10 +184,13 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     store,
     keyring,
     sealer: sealer.sealer,
+    audit,
     async close() {
+      await audit.close(); // its closing anchor needs the master key and the keystore
       await sealer.close();
       keyring.close();
       await store.close();
+      await masters.close();
       await master.close();
     },
   };
@@ -184,13 +226,14 @@ function readSecret(dir: string, file: string): string {
 export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
-    store: state.store,
+    store: guardStore(state.store),
     sealer: state.sealer,
     policy: policy ?? m.policy,
     server: SERVER_INFO,
     handlers: allHandlers,
     log,
     maxMessageSize,
+    audit: state.audit,
   };
   if (m.auth) opts.requiredCredential = { username: m.auth.username, password: readSecret(state.dir, m.auth.passwordFile) };
   return new Executor(opts);
@@ -201,9 +244,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const executor = buildExecutor(state, opts.log, limits.maxMessageSize);
   let trust: TrustRuntime;
+  let trustSync: TrustSync | undefined;
   try {
-    trust = TrustRuntime.open(state, opts.log);
+    await state.audit.open(); // fail at start, not on the first request, when the log cannot be written
+    // A shared keystore shares the trust store too: bring DATA/trust up to date first.
+    let runtime: TrustRuntime | undefined;
+    trustSync = await TrustSync.start(state.dir, state.store, opts.log, { onChange: () => runtime?.check() });
+    trust = runtime = TrustRuntime.open(state, opts.log);
   } catch (e) {
+    await trustSync?.close();
     await state.close();
     throw e;
   }
@@ -219,6 +268,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   try {
     await listener.listen();
   } catch (e) {
+    await trustSync?.close();
     await state.close();
     throw e;
   }
@@ -229,6 +279,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     executor,
     trust,
     async stop() {
+      await trustSync?.close();
       trust.close();
       await listener.close();
       await state.close();
