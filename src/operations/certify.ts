@@ -21,8 +21,9 @@
  *   Public Key Link's public key links to. The link stays on the new certificate;
  * - without one, the certificate is self-signed with the public key's own private key (its
  *   Private Key Link).
- * The signing key must be Active (1.4 §3.22) and, when it has a Cryptographic Usage Mask,
- * allow Certificate Sign (or Sign). kmipd's own CA, which authenticates KMIP clients at the TLS
+ * The signing key must allow Certificate Sign (or Sign) when it has a Cryptographic Usage Mask,
+ * and be Active (1.4 §3.22) when it is an issuer's; a key pair certifying itself may still be
+ * Pre-Active (a PKCS#10 request's self-signature is made the same way). kmipd's own CA, which authenticates KMIP clients at the TLS
  * layer, never signs for Certify: a KMIP client must not be able to obtain a certificate that
  * kmipd itself would trust.
  *
@@ -36,7 +37,7 @@
  * (certificates.ts); the public key and the certificate then link to each other (Certificate
  * Link / Public Key Link, 1.4 §4.7).
  *
- * Re-certify is not implemented.
+ * Re-certify (below) issues a replacement from the same issuer.
  */
 import { type KeyObject, X509Certificate, createPublicKey, sign } from 'node:crypto';
 import type { KmipAttribute } from '../codec/attributes.js';
@@ -49,12 +50,13 @@ import { OID, parseCertificate, parseSubjectKeyIdentifier, pemEncode } from '../
 import { type Forge, forge } from '../pki/forge.js';
 import { Enums, Masks, Tag } from '../spec/index.js';
 import { decodeTtlv, encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
-import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
+import { attributeRule, checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import { certificateAttributes, certificateObject, dropEchoedCertificateType } from './certificates.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { checkProtectionStorageMasks } from './create.js';
 import { keyFacts, storedKey } from './key-formats.js';
-import { checkNoDuplicateNames, dateOf, digestNode, initialAttributes, intOf, isDestroyed, linkNode, linkType, loadObject, seconds, touched, withInstance } from './lifecycle.js';
+import { checkNoDuplicateNames, dateOf, digestNode, initialAttributes, intOf, isDestroyed, linkNode, linkType, loadObject, seconds, touched, withInstance, withoutAttribute } from './lifecycle.js';
+import { replacementAttributes } from './rekey-key-pair.js';
 
 const OT = Enums.ObjectType;
 const LT = Enums.LinkType;
@@ -182,12 +184,19 @@ async function keyOf(ctx: OperationContext, obj: StoredObject): Promise<KeyObjec
   return storedKey(obj.objectType, await storedTree(ctx, obj)).key;
 }
 
-/** The signing key: an Active Private Key whose usage mask (if any) allows certificate signing. */
-async function signingKey(ctx: OperationContext, uid: string): Promise<KeyObject> {
+/**
+ * The signing key: a Private Key whose usage mask (if any) allows certificate signing, Active
+ * when it signs for another key (a CA key); a key signing its own certificate may also be
+ * Pre-Active (it certifies itself, as a PKCS#10 request's self-signature does).
+ */
+async function signingKey(ctx: OperationContext, uid: string, selfSigned: boolean): Promise<KeyObject> {
   const obj = await loadObject(ctx, uid, 'material');
   if (obj.objectType !== OT.PrivateKey) throw new KmipError('IllegalObjectType', 'the issuer\'s signing key must be a Private Key');
   if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the issuer\'s private key has been destroyed');
-  if (obj.state !== Enums.State.Active) throw new KmipError('WrongKeyLifecycleState', 'the issuer\'s private key is not Active');
+  const S = Enums.State;
+  if (obj.state !== S.Active && !(selfSigned && obj.state === S.PreActive)) {
+    throw new KmipError('WrongKeyLifecycleState', `the issuer's private key is ${selfSigned ? 'neither Pre-Active nor Active' : 'not Active'}`);
+  }
   const mask = intOf(obj.attributes, 'Cryptographic Usage Mask');
   if (mask !== undefined && (mask & (M.CertificateSign | M.Sign)) === 0) {
     throw new KmipError('IncompatibleCryptographicUsageMask', 'the issuer\'s private key may not sign certificates (Cryptographic Usage Mask)');
@@ -219,7 +228,7 @@ async function issuerFromCertificate(ctx: OperationContext, uid: string): Promis
     if (pubUid !== undefined) keyUid = linkedUid((await loadObject(ctx, pubUid, 'read')).attributes, LT.PrivateKeyLink);
   }
   if (keyUid === undefined) throw new KmipError('ItemNotFound', 'the issuer\'s certificate links to no private key kmipd holds (Private Key Link, or Public Key Link to a linked public key)');
-  const key = await signingKey(ctx, keyUid);
+  const key = await signingKey(ctx, keyUid, false);
   if (!createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(x.publicKey.export({ type: 'spki', format: 'der' }))) {
     throw new KmipError('InvalidField', 'the issuer\'s private key does not belong to its certificate');
   }
@@ -299,6 +308,79 @@ function readCsr(payload: StructureNode): { spki: Uint8Array; subject: Uint8Arra
   }
 }
 
+/** The request's attributes: Certificate Subject fields apart (they make a subject), Certificate Type echo dropped, the rest checked. */
+function readCertifyAttributes(ctx: OperationContext, payload: StructureNode): { attrs: KmipAttribute[]; subjectFields: KmipAttribute[] } {
+  let attrs = readRequestAttributes(payload, ctx.version, false);
+  const subjectFields = attrs.filter((a) => a.name.startsWith('Certificate Subject '));
+  attrs = attrs.filter((a) => !a.name.startsWith('Certificate Subject '));
+  attrs = dropEchoedCertificateType(attrs, T.struct(Tag.Certificate, [T.enum(Tag.CertificateType, Enums.CertificateType.X_509)]));
+  checkInitialAttributes(attrs, 'register', OT.Certificate, ctx.version);
+  checkNoDuplicateNames(attrs);
+  return { attrs, subjectFields };
+}
+
+/** The public key object `uid` names, and its SubjectPublicKeyInfo. */
+async function publicKeyObject(ctx: OperationContext, uid: string): Promise<{ obj: StoredObject; spki: Buffer }> {
+  const obj = await loadObject(ctx, uid, 'manage');
+  if (obj.objectType !== OT.PublicKey) throw new KmipError('IllegalObjectType', 'Certify certifies a Public Key');
+  if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the public key has been destroyed');
+  return { obj, spki: (await keyOf(ctx, obj)).export({ type: 'spki', format: 'der' }) };
+}
+
+/** The issuer: the certificate a Certificate Link names, else the public key's own private key (self-signed). */
+async function chooseIssuer(ctx: OperationContext, issuerCert: string | undefined, pubObj: StoredObject | undefined, subject: Uint8Array, spki: Uint8Array): Promise<Issuer> {
+  if (issuerCert !== undefined) return issuerFromCertificate(ctx, issuerCert);
+  const ownKey = pubObj ? linkedUid(pubObj.attributes, LT.PrivateKeyLink) : undefined;
+  if (ownKey === undefined) {
+    throw new KmipError('MissingData', 'no issuer: name the issuer\'s certificate with a Certificate Link, or certify a public key whose private key kmipd holds (self-signed)');
+  }
+  const key = await signingKey(ctx, ownKey, true);
+  if (!createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(Buffer.from(spki))) {
+    throw new KmipError('InvalidField', 'the public key\'s Private Key Link names a key of another pair');
+  }
+  return { name: subject, keyId: keyIdentifier(spki), key };
+}
+
+/** Issues the certificate and stores it with `client` attributes (links included); returns its uid. */
+async function issueAndStore(
+  ctx: OperationContext,
+  o: { subject: Uint8Array; spki: Uint8Array; issuer: Issuer; client: KmipAttribute[]; now: Date },
+): Promise<string> {
+  const nowS = seconds(o.now);
+  const activation = dateOf(o.client, 'Activation Date');
+  const deactivation = dateOf(o.client, 'Deactivation Date');
+  const notBefore = (activation !== undefined && activation < nowS ? activation : nowS) - BACKDATE_S;
+  const notAfter = deactivation !== undefined && deactivation > nowS ? deactivation : nowS + DEFAULT_VALIDITY_S;
+  const kind = keyFacts(createPublicKey({ key: Buffer.from(o.spki), format: 'der', type: 'spki' })).kind;
+  const der = issue({ subject: o.subject, spki: o.spki, issuer: o.issuer, notBefore, notAfter, mask: intOf(o.client, 'Cryptographic Usage Mask'), kind });
+  const certUid = ctx.objects.newUid();
+  const implicit = certificateAttributes(der);
+  if (!o.client.some((a) => a.name === 'Original Creation Date')) {
+    implicit.push({ name: 'Original Creation Date', index: 0, value: T.date(Tag.OriginalCreationDate, nowS) });
+  }
+  const { attributes, state } = initialAttributes({
+    uid: certUid,
+    objectType: OT.Certificate,
+    now: o.now,
+    client: o.client,
+    implicit,
+    digest: digestNode(der, Enums.KeyFormatType.Raw),
+  });
+  await ctx.objects.create({ uid: certUid, objectType: OT.Certificate, state, attributes, material: encodeTtlv(certificateObject(der)) });
+  return certUid;
+}
+
+/** Points the public key's Certificate Link at `certUid` (replacing the link to `replaces`, if given). */
+async function linkPublicKey(ctx: OperationContext, pubUid: string, certUid: string, now: Date, replaces?: string): Promise<void> {
+  const fresh = await ctx.objects.find(pubUid, 'manage');
+  const link = linkNode(LT.CertificateLink, certUid);
+  let attrs = fresh.attributes;
+  const old = replaces === undefined ? -1 : attrs.findIndex((a) => a.name === 'Link' && linkType(a.value) === LT.CertificateLink && linkedUid([a], LT.CertificateLink) === replaces);
+  if (old >= 0) attrs = attrs.map((a, i) => (i === old ? { ...a, value: link } : a));
+  else attrs = withInstance(attrs, 'Link', link);
+  await ctx.objects.save(fresh, touched({ ...fresh, attributes: attrs }, now));
+}
+
 export const certifyHandler: OperationHandler = {
   operation: Enums.Operation.Certify,
   name: 'Certify',
@@ -309,74 +391,89 @@ export const certifyHandler: OperationHandler = {
     const csr = readCsr(payload);
     const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString') ?? ctx.idPlaceholder;
     if (uid === undefined && !csr) throw new KmipError('MissingData', 'Certify needs the public key\'s Unique Identifier or a Certificate Request');
+    const { attrs, subjectFields } = readCertifyAttributes(ctx, payload);
 
-    let attrs = readRequestAttributes(payload, ctx.version, false);
-    const subjectFields = attrs.filter((a) => a.name.startsWith('Certificate Subject '));
-    attrs = attrs.filter((a) => !a.name.startsWith('Certificate Subject '));
-    attrs = dropEchoedCertificateType(attrs, T.struct(Tag.Certificate, [T.enum(Tag.CertificateType, Enums.CertificateType.X_509)]));
-    checkInitialAttributes(attrs, 'register', OT.Certificate, ctx.version);
-    checkNoDuplicateNames(attrs);
-
-    // The public key.
     let pubObj: StoredObject | undefined;
     let spki: Uint8Array;
-    let subjectKey: KeyObject;
     if (uid !== undefined) {
-      pubObj = await loadObject(ctx, uid, 'manage');
-      if (pubObj.objectType !== OT.PublicKey) throw new KmipError('IllegalObjectType', 'Certify certifies a Public Key');
-      if (isDestroyed(pubObj.state)) throw new KmipError('ObjectDestroyed', 'the public key has been destroyed');
-      subjectKey = await keyOf(ctx, pubObj);
-      spki = subjectKey.export({ type: 'spki', format: 'der' });
-      if (csr && !Buffer.from(csr.spki).equals(Buffer.from(spki))) {
-        throw new KmipError('InvalidCSR', 'the Certificate Request is for another key than the public key named');
-      }
-    } else {
-      spki = csr!.spki;
-      subjectKey = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
-    }
-    const facts = keyFacts(subjectKey);
+      const pk = await publicKeyObject(ctx, uid);
+      pubObj = pk.obj;
+      spki = pk.spki;
+      if (csr && !Buffer.from(csr.spki).equals(pk.spki)) throw new KmipError('InvalidCSR', 'the Certificate Request is for another key than the public key named');
+    } else spki = csr!.spki;
     const subject = csr?.subject ?? subjectFromAttributes(subjectFields);
     if (!subject) throw new KmipError('MissingData', 'Certify needs a Certificate Request or a subject (Certificate Subject CN, O, ... attributes)');
-
-    // The issuer.
     const issuerCert = linkedUid(attrs, LT.CertificateLink);
-    let issuer: Issuer;
-    if (issuerCert !== undefined) issuer = await issuerFromCertificate(ctx, issuerCert);
-    else {
-      const ownKey = pubObj ? linkedUid(pubObj.attributes, LT.PrivateKeyLink) : undefined;
-      if (ownKey === undefined) {
-        throw new KmipError('MissingData', 'no issuer: name the issuer\'s certificate with a Certificate Link, or certify a public key whose private key kmipd holds (self-signed)');
-      }
-      const key = await signingKey(ctx, ownKey);
-      if (!createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(Buffer.from(spki))) {
-        throw new KmipError('InvalidField', 'the public key\'s Private Key Link names a key of another pair');
-      }
-      issuer = { name: subject, keyId: keyIdentifier(spki), key };
-    }
+    const issuer = await chooseIssuer(ctx, issuerCert, pubObj, subject, spki);
 
     const now = ctx.now();
-    const nowS = seconds(now);
-    const deactivation = dateOf(attrs, 'Deactivation Date');
-    const notAfter = deactivation !== undefined && deactivation > nowS ? deactivation : nowS + DEFAULT_VALIDITY_S;
-    const mask = intOf(attrs, 'Cryptographic Usage Mask');
-    const der = issue({ subject, spki, issuer, notBefore: nowS - BACKDATE_S, notAfter, mask, kind: facts.kind });
-
-    const certUid = ctx.objects.newUid();
-    const client = pubObj ? [...attrs, { name: 'Link', index: 0, value: linkNode(LT.PublicKeyLink, pubObj.uid) }] : attrs;
-    const { attributes, state } = initialAttributes({
-      uid: certUid,
-      objectType: OT.Certificate,
-      now,
-      client,
-      implicit: certificateAttributes(der),
-      digest: digestNode(der, Enums.KeyFormatType.Raw),
-    });
-    await ctx.objects.create({ uid: certUid, objectType: OT.Certificate, state, attributes, material: encodeTtlv(certificateObject(der)) });
-    if (pubObj) {
-      const fresh = await ctx.objects.find(pubObj.uid, 'manage');
-      await ctx.objects.save(fresh, touched({ ...fresh, attributes: withInstance(fresh.attributes, 'Link', linkNode(LT.CertificateLink, certUid)) }, now));
-    }
+    const client = pubObj ? [{ name: 'Link', index: 0, value: linkNode(LT.PublicKeyLink, pubObj.uid) }, ...attrs] : attrs;
+    const certUid = await issueAndStore(ctx, { subject, spki, issuer, client, now });
+    if (pubObj) await linkPublicKey(ctx, pubObj.uid, certUid, now);
     ctx.log.info({ uid: certUid, publicKey: pubObj?.uid, selfSigned: issuerCert === undefined }, 'certified a public key');
+    return [T.text(Tag.UniqueIdentifier, certUid)];
+  },
+};
+
+/**
+ * Re-certify (KMIP 1.4 §4.8; 2.1 §6.1.42 "Re-certify"): a replacement certificate for the same
+ * public key, from the same issuer (the existing certificate's Certificate Link, or self-signed
+ * again), with the request's subject when a Certificate Request is given, else the existing
+ * certificate's subject. Attributes as Re-key gives them (1.4 §4.8 table "Re-certify Attribute
+ * Requirements"): copied from the existing certificate, dates per Offset, Names moved to the
+ * replacement (the request's first, as TC-134 lists them), a Replaced Object Link to the
+ * existing certificate, which gets a Replacement Object Link; the public key's Certificate Link
+ * now names the replacement.
+ */
+export const recertifyHandler: OperationHandler = {
+  operation: Enums.Operation.ReCertify,
+  name: 'ReCertify',
+  since: '1.0',
+  objectTypes: [OT.Certificate],
+  async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+    checkProtectionStorageMasks(payload);
+    const uid = ctx.uidOrPlaceholder(payload);
+    const csr = readCsr(payload);
+    const offset = optValue(payload, Tag.Offset, 'Interval');
+    const { attrs, subjectFields } = readCertifyAttributes(ctx, payload);
+    const old = await loadObject(ctx, uid, 'manage');
+    if (old.objectType !== OT.Certificate) throw new KmipError('IllegalObjectType', 'Re-certify replaces a Certificate');
+    if (isDestroyed(old.state)) throw new KmipError('ObjectDestroyed', 'the certificate has been destroyed');
+    const tree = await storedTree(ctx, old);
+    const value = tree.value.find((c) => c.tag === Tag.CertificateValue);
+    if (value?.type !== 'ByteString') throw new KmipError('InternalServerError', 'the stored certificate is malformed');
+    const parsed = parseCertificate(value.value);
+
+    const pubUid = linkedUid(old.attributes, LT.PublicKeyLink);
+    let pubObj: StoredObject | undefined;
+    let spki: Uint8Array = parsed.spki;
+    if (pubUid !== undefined) {
+      const pk = await publicKeyObject(ctx, pubUid);
+      pubObj = pk.obj;
+      spki = pk.spki;
+    }
+    if (csr && !Buffer.from(csr.spki).equals(Buffer.from(spki))) throw new KmipError('InvalidCSR', 'the Certificate Request is for another key than the certificate\'s');
+    const subject = csr?.subject ?? subjectFromAttributes(subjectFields) ?? parsed.subject;
+    const issuerCert = linkedUid(attrs, LT.CertificateLink) ?? linkedUid(old.attributes, LT.CertificateLink);
+    const issuer = await chooseIssuer(ctx, issuerCert, pubObj, subject, spki);
+
+    const now = ctx.now();
+    const requestNames = attrs.filter((a) => a.name === 'Name');
+    // What the server derived from the old certificate is derived anew from the new one.
+    const copied = replacementAttributes(
+      { ...old, attributes: old.attributes.filter((a) => !(attributeRule(a.name)?.serverOnly ?? false)) },
+      attrs.filter((a) => a.name !== 'Name'),
+      offset,
+      now,
+    );
+    const client: KmipAttribute[] = [...(pubObj ? [{ name: 'Link', index: 0, value: linkNode(LT.PublicKeyLink, pubObj.uid) }] : []), ...requestNames, ...copied];
+    checkNoDuplicateNames(client);
+    const certUid = await issueAndStore(ctx, { subject, spki, issuer, client, now });
+    let oldAttrs = withoutAttribute(old.attributes, 'Name');
+    oldAttrs = withoutAttribute(oldAttrs, 'Link', (v) => linkType(v) === LT.ReplacementObjectLink);
+    await ctx.objects.save(old, touched({ ...old, attributes: withInstance(oldAttrs, 'Link', linkNode(LT.ReplacementObjectLink, certUid)) }, now));
+    if (pubObj) await linkPublicKey(ctx, pubObj.uid, certUid, now, old.uid);
+    ctx.log.info({ uid: old.uid, replacement: certUid }, 're-certified');
     return [T.text(Tag.UniqueIdentifier, certUid)];
   },
 };

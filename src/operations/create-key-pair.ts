@@ -228,7 +228,8 @@ export async function storePair(ctx: OperationContext, n: NewPair): Promise<void
     const format = defaultFormat(facts.kind, isPrivate);
     const keyMaterial = exportKey(key, isPrivate, format);
     const digestBytes = digestInput(keyMaterial);
-    const withLink = [...client, { name: 'Link', index: 0, value: linkNode(linkType, other) }];
+    // The pair's own link first (index 0), as the 1.x test cases (TC-133) list it.
+    const withLink = [{ name: 'Link', index: 0, value: linkNode(linkType, other) }, ...client];
     const { attributes, state } = initialAttributes({
       uid,
       objectType,

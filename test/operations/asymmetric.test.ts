@@ -1,7 +1,7 @@
 import { createHash, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { KmipAttribute } from '../../src/codec/attributes.js';
 import { Enums, Masks, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, encodeTtlv, nodesEqual, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
@@ -31,7 +31,7 @@ async function getKey(engine: Engine, uid: string, version: KmipVersion, format?
 }
 
 /** Signs with every private form and verifies with every public form. */
-function crossCheck(t: Tap.Test, privs: [string, KeyObject][], pubs: [string, KeyObject][], hash: string | null = 'sha256'): void {
+function crossCheck(t: Test, privs: [string, KeyObject][], pubs: [string, KeyObject][], hash: string | null = 'sha256'): void {
   for (const [pn, pk] of privs) {
     const sig = sign(hash, DATA, pk);
     for (const [qn, qk] of pubs) t.ok(verify(hash, DATA, qk, sig), `signed with ${pn}, verified with ${qn}`);
@@ -344,7 +344,7 @@ t.test('Register Private Key / Public Key', async (t) => {
       ['not a key', keyObject(OT.PrivateKey, KFT.PKCS_8, T.bytes(Tag.KeyMaterial, randomBytes(64))), [], 'InvalidField'],
       ['SEC1 under a PKCS#1 label', keyObject(OT.PrivateKey, KFT.PKCS_1, der), [], 'InvalidField'],
       ['a public key format for a private key', keyObject(OT.PrivateKey, KFT.X_509, der), [], 'KeyFormatTypeNotSupported'],
-      ['Raw is no asymmetric key format', keyObject(OT.PublicKey, KFT.Raw, der), [], 'KeyFormatTypeNotSupported'],
+      ['Raw is no asymmetric key format', keyObject(OT.PrivateKey, KFT.Raw, der), [], 'KeyFormatTypeNotSupported'],
       ['transparent RSA without exponents', keyObject(OT.PrivateKey, KFT.TransparentRSAPrivateKey, T.struct(Tag.KeyMaterial, [T.big(Tag.Modulus, 12345n)])), [], 'MissingData'],
     ];
     for (const [what, obj, attrs, why] of cases) {
@@ -439,7 +439,7 @@ t.test('Re-key Key Pair', async (t) => {
     await t.test(`KMIP ${version}: a new pair, Replacement / Replaced links, same parameters`, async (t) => {
       const pair = await createPair(engine, version, [alg(ALG.EC), curveParams(RC.P_384), activation(nowS() - 3600n)], [nameA(`rkp-priv-${version}`), usage(M.Sign)], [nameA(`rkp-pub-${version}`), usage(M.Verify)]);
       const r = await engine.call(OP.ReKeyKeyPair, [T.text(Tag.PrivateKeyUniqueIdentifier, pair.priv)], { version });
-      t.equal(r.status, OK, r.message);
+      t.equal(r.status, OK, r.message ?? 'Re-key Key Pair');
       const np = text(r.payload, Tag.PrivateKeyUniqueIdentifier)!;
       const nq = text(r.payload, Tag.PublicKeyUniqueIdentifier)!;
       t.ok(np && nq && np !== pair.priv && nq !== pair.pub, 'new identifiers');
