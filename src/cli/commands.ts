@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { register as registerOperations } from '../admin/cli.js';
+import { register as registerConfig } from '../config/cli.js';
 import { register as registerAudit } from './audit.js';
 import { register as registerBackup } from './backup.js';
 import { register as registerCert } from './cert.js';
@@ -16,7 +18,8 @@ import { register as registerTrust } from './trust.js';
  */
 type Registrar = (program: Command) => void;
 
-const registrars: Registrar[] = [registerServe, registerCert, registerTrust, registerKey, registerMaster, registerRoot, registerNode, registerBackup, registerAudit, registerCodec];
+// registerOperations comes after registerCert and registerKey: it adds `cert list` and `key stale` to them.
+const registrars: Registrar[] = [registerServe, registerCert, registerTrust, registerKey, registerMaster, registerRoot, registerNode, registerBackup, registerAudit, registerCodec, registerConfig, registerOperations];
 
 export function registerCommands(program: Command): void {
   for (const r of registrars) r(program);

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createLogger } from '../server/log.js';
+import { openLogging } from '../admin/logging.js';
+import { Operations } from '../admin/runtime.js';
+import { addSettingFlags, defaultDataDir, exportSecrets, loadServerConfig, typedFlags } from '../config/index.js';
 import { DEFAULT_LIMITS } from '../server/listener.js';
 import { startServer } from '../server/server.js';
 import { readManifest, type MasterConfig } from '../server/datadir.js';
@@ -49,7 +51,7 @@ function masterConfig(f: ServeFlags): MasterConfig | undefined {
 }
 
 export function register(program: Command): void {
-  program
+  const serve = program
     .command('serve')
     .description('run the KMIP server (creates the data directory with its PKI, master key and keystore on first run)')
     .option('--data <dir>', 'data directory', DEFAULT_DATA_DIR)
@@ -68,9 +70,30 @@ export function register(program: Command): void {
     .option('--pkcs11-key-label <label>', 'label of the master key in the token', 'kmipd-master')
     .addOption(new Option('--hsm-mode <mode>', 'root: the HSM wraps root keys; direct: every object is sealed inside the HSM').choices(['root', 'direct']).default('root'))
     .option('--store <store>', 'keystore of a NEW data directory: postgres://USER@HOST:PORT/DB[?sslmode=verify-full&sslrootcert=FILE] shared by several nodes (password from PGPASSWORD or "passwordFile" in kmipd.json), or sqlite (default)')
-    .option('--join <bundle>', 'set up a NEW data directory from `kmipd node export` of another node (passphrase from KMIPD_BUNDLE_PASSPHRASE or asked), then serve')
-    .action(async (f: ServeFlags) => {
-      const log = createLogger({ level: f.logLevel });
+    .option('--join <bundle>', 'set up a NEW data directory from `kmipd node export` of another node (passphrase from KMIPD_BUNDLE_PASSPHRASE or asked), then serve');
+  // Every setting: flag > KMIPD_* environment > kmipd.json "server" section > default (src/config).
+  addSettingFlags(serve).action(async (f: ServeFlags, cmd: Command) => {
+      if (cmd.getOptionValueSource('data') !== 'cli') f.data = defaultDataDir();
+      const flags = typedFlags(cmd);
+      let cfg: ReturnType<typeof loadServerConfig>;
+      try {
+        cfg = loadServerConfig(f.data, { flags });
+        exportSecrets(f.data, cfg.raw); // *_FILE variables and systemd credentials
+      } catch (e) {
+        process.stderr.write(`kmipd: cannot start: ${(e as Error).message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const settings = cfg.settings;
+      const logging = openLogging(settings);
+      const log = logging.log;
+      for (const w of cfg.warnings) log.warn(w);
+      const ops = new Operations({
+        log,
+        settings,
+        reloadSettings: () => loadServerConfig(f.data, { flags }).settings,
+        ...(logging.destination ? { logDestination: logging.destination } : {}),
+      });
       let server;
       try {
         const master = masterConfig(f);
@@ -87,18 +110,20 @@ export function register(program: Command): void {
           ...(f.store !== undefined ? { store: f.store } : {}),
           ...(master ? { master } : {}),
           dataDir: f.data,
-          host: f.host,
-          port: f.port,
+          host: settings.host,
+          port: settings.port,
           sans: f.san,
           log,
-          limits: {
-            maxMessageSize: f.maxMessageSize,
-            handshakeTimeoutMs: f.handshakeTimeout,
-            idleTimeoutMs: f.idleTimeout,
-            maxConnections: f.maxConnections,
-            maxInFlight: f.maxInFlight,
-          },
+          limits: { ...settings.limits },
+          observer: ops.observer,
         });
+        try {
+          await ops.attach(server); // admin listener, usage tracking, certificate expiry warnings
+        } catch (e) {
+          await ops.stop(server);
+          await server.stop();
+          throw e;
+        }
       } catch (e) {
         process.stderr.write(`kmipd: cannot start: ${(e as Error).message}\n`);
         process.exitCode = 1;
@@ -123,8 +148,9 @@ export function register(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'stopping: no new connections, finishing requests in flight');
-        server
-          .stop()
+        ops
+          .stop(server)
+          .then(() => server.stop())
           .then(() => {
             log.info('stopped');
             log.flush();
@@ -136,5 +162,10 @@ export function register(program: Command): void {
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      // SIGHUP (systemctl reload): certificate, trust store, log level, log file; all or nothing.
+      process.on('SIGHUP', () => {
+        log.info({ signal: 'SIGHUP' }, 'reloading');
+        if (!stopping) ops.reload();
+      });
     });
 }

@@ -575,7 +575,7 @@ export class PostgresKeyStore implements KeyStore {
       allMeta: `SELECT key, value FROM ${s}meta ORDER BY key`,
       countObjects: `SELECT count(*)::int8 AS n FROM ${s}objects`,
       trust: `SELECT sha256, name, entry, added_at FROM ${s}trust ORDER BY added_at, name`,
-      putTrust: `INSERT INTO ${s}trust (sha256, name, entry, added_at) VALUES ($1, $2, $3, $4)`,
+      putTrust: `INSERT INTO ${s}trust (sha256, name, entry, added_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
       deleteTrust: `DELETE FROM ${s}trust WHERE sha256 = $1`,
     };
   }
@@ -1027,7 +1027,8 @@ export class PostgresKeyStore implements KeyStore {
 
   /**
    * Applies trust changes in one transaction: removals by SHA-256, then additions. An addition
-   * whose fingerprint or name is taken already is skipped and returned (another node won).
+   * whose fingerprint or name another entry holds already is skipped and returned (another node
+   * won); adding an entry that is there already changes nothing.
    */
   changeTrust(
     add: readonly { sha256: string; name: string; entry: string; addedAt: number }[],
@@ -1038,15 +1039,11 @@ export class PostgresKeyStore implements KeyStore {
         for (const sha of remove) await c.query(this.#sql.deleteTrust!, [sha]);
         const skipped: string[] = [];
         for (const a of add) {
-          await c.query('SAVEPOINT add_trust');
-          try {
-            await c.query(this.#sql.putTrust!, [a.sha256, a.name, a.entry, a.addedAt]);
-            await c.query('RELEASE add_trust');
-          } catch (e) {
-            if (pgCode(e) !== '23505') throw e;
-            await c.query('ROLLBACK TO add_trust');
-            skipped.push(a.name);
-          }
+          const inserted = (await c.query(this.#sql.putTrust!, [a.sha256, a.name, a.entry, a.addedAt])).rowCount ?? 0;
+          if (inserted > 0) continue;
+          // Taken already: by this very entry (a repeated push) is fine; by another, it lost.
+          const same = await c.query(`SELECT 1 FROM ${this.#s}trust WHERE sha256 = $1 AND name = $2`, [a.sha256, a.name]);
+          if (same.rows.length === 0) skipped.push(a.name);
         }
         return { skipped };
       }),

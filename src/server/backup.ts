@@ -532,6 +532,8 @@ export async function restoreBackup(
   let resolver: MasterResolver | undefined;
   let direct: Opener | undefined;
   const rootKeys = new Map<string, KeyObject>();
+  /** Set once the keystore is being written: a failure from then on leaves it partly restored. */
+  let writing = false;
   try {
     await assertEmpty(store, targetName);
     master = await openMasterConfig(dir, masterCfg, pin);
@@ -609,6 +611,7 @@ export async function restoreBackup(
 
     // ---- 2. write -------------------------------------------------------------------------
     await assertEmpty(store, targetName);
+    writing = true;
     let metaCount = 0;
     for (const [k, v] of meta) {
       if (META_NOT_RESTORED.includes(k)) continue;
@@ -680,6 +683,13 @@ export async function restoreBackup(
       masterKey: `${theMaster.kind}:${theMaster.keyId}`,
       switched,
     };
+  } catch (e) {
+    if (!writing) throw e;
+    throw new RestoreError(
+      `${(e as Error).message}. The keystore ${targetName} now holds a partial restore` +
+        `${target === m.keystore ? '' : ' (kmipd.json still names the old one)'}: empty it (delete the SQLite file, or drop the PostgreSQL schema) before trying again`,
+      { cause: e },
+    );
   } finally {
     rootKeys.clear();
     await direct?.close();

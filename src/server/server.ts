@@ -13,9 +13,9 @@ import { clientIdentityAllowed, ensureServerPki, type ServerPki } from '../pki/i
 import { KMIP_VERSIONS, compareVersions } from '../spec/index.js';
 import { VERSION } from '../version.js';
 import { DataDirError, defaultManifest, ensureDir, readManifest, writeManifest, type Manifest, type MasterConfig, type Pkcs11MasterConfig } from './datadir.js';
-import { Executor } from './executor.js';
+import { Executor, type ExecutorObserver } from './executor.js';
 import { MasterResolver, dataMasterId, selectMasterConfig } from './master-versions.js';
-import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits } from './listener.js';
+import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits, type ListenerObserver } from './listener.js';
 import { TrustRuntime } from './trust-reload.js';
 import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './store.js';
 import { TrustSync } from './trust-sync.js';
@@ -201,6 +201,14 @@ export interface ServeOptions extends OpenOptions {
   host: string;
   port: number;
   limits?: Partial<ListenerLimits>;
+  /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
+  observer?: ServerObserver;
+}
+
+/** The hooks of src/admin into a running server; every part is optional. */
+export interface ServerObserver extends ExecutorObserver, ListenerObserver {
+  /** Wraps the keystore the executor uses (e.g. to time its calls). */
+  instrumentStore?(store: KeyStore): KeyStore;
 }
 
 export interface RunningServer {
@@ -223,7 +231,7 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy): Executor {
+export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
@@ -235,6 +243,10 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
     maxMessageSize,
     audit: state.audit,
   };
+  if (observer) {
+    opts.observer = observer;
+    if (observer.instrumentStore) opts.store = guardStore(observer.instrumentStore(state.store));
+  }
   if (m.auth) opts.requiredCredential = { username: m.auth.username, password: readSecret(state.dir, m.auth.passwordFile) };
   return new Executor(opts);
 }
@@ -242,7 +254,7 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const state = await openServerState(opts.dataDir, opts);
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const executor = buildExecutor(state, opts.log, limits.maxMessageSize);
+  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer);
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;
   try {
@@ -264,6 +276,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     executor,
     limits,
     log: opts.log,
+    ...(opts.observer ? { observer: opts.observer } : {}),
   });
   try {
     await listener.listen();

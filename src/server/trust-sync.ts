@@ -18,9 +18,10 @@
  * whose table was never initialised (meta `trust.initialized`): then the file seeds it (the first
  * node, or a store just restored from a SQLite backup).
  *
- * The file is read and written under DATA/trust/.lock, the lock `kmipd trust` takes, so a
- * command's change is never overwritten unseen. Two nodes adding the same name at once: the
- * first to reach the table wins; the other's entry is dropped with a warning.
+ * The file is written under DATA/trust/.lock, the lock `kmipd trust` takes, and only when it is
+ * still the version the round read, so a command's change is never overwritten unseen (it is
+ * pushed on the next round). Two nodes adding the same name at once: the first to reach the
+ * table wins; the other's entry is dropped with a warning.
  */
 import { closeSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -69,6 +70,10 @@ function sameEntries(a: readonly TrustEntry[], b: readonly TrustEntry[]): boolea
   const ka = a.map(key).sort();
   const kb = b.map(key).sort();
   return ka.every((k, i) => k === kb[i]);
+}
+
+function rowsSignature(rows: readonly TrustRow[]): string {
+  return JSON.stringify(rows.map((r) => [r.sha256, r.name, r.addedAt]));
 }
 
 function rowOf(e: TrustEntry): TrustRow {
@@ -177,6 +182,7 @@ export class TrustSync {
 
   #writeState(shas: string[]): void {
     const s: SyncState = { format: 1, store: this.#storeId, sha256: [...shas].sort() };
+    ensurePrivateDir(trustPaths(this.#dir).dir);
     writeFileAtomic(join(trustPaths(this.#dir).dir, SYNC_STATE_FILE), JSON.stringify(s, null, 2) + '\n', 0o600);
   }
 
@@ -211,53 +217,58 @@ export class TrustSync {
   /** One synchronisation (see the file comment). */
   async syncOnce(): Promise<TrustSyncResult> {
     const result: TrustSyncResult = { pushed: { added: [], removed: [], skipped: [] }, pulled: false };
+    const store = this.#store;
     // Cheap check first: nothing changed on either side since the last time.
-    const rows0 = await this.#store.trustRows();
-    const rowsSig0 = JSON.stringify(rows0.map((r) => [r.sha256, r.name, r.addedAt]));
-    if (this.#fileSig() === this.#lastFileSig && rowsSig0 === this.#lastRowsSig) return result;
+    const rows0 = await store.trustRows();
+    const fileSig = this.#fileSig();
+    if (fileSig === this.#lastFileSig && rowsSignature(rows0) === this.#lastRowsSig) return result;
 
-    return this.#withLock(async () => {
-      const local = readTrustEntries(this.#dir);
-      const state = this.#readState();
-      const store = this.#store;
-      let add: TrustEntry[] = [];
-      let remove: string[] = [];
-      if (state !== undefined) {
-        const base = new Set(state.sha256);
-        const localShas = new Set(local.map((e) => e.sha256));
-        add = local.filter((e) => !base.has(e.sha256));
-        remove = state.sha256.filter((s) => !localShas.has(s));
-      } else if ((await store.getMeta(META_TRUST_INITIALIZED)) === undefined) {
-        const remoteShas = new Set(rows0.map((r) => r.sha256));
-        add = local.filter((e) => !remoteShas.has(e.sha256));
+    const local = readTrustEntries(this.#dir);
+    const state = this.#readState();
+    let add: TrustEntry[] = [];
+    let remove: string[] = [];
+    if (state !== undefined) {
+      const base = new Set(state.sha256);
+      const localShas = new Set(local.map((e) => e.sha256));
+      add = local.filter((e) => !base.has(e.sha256));
+      remove = state.sha256.filter((sha) => !localShas.has(sha));
+    } else if ((await store.getMeta(META_TRUST_INITIALIZED)) === undefined) {
+      const remoteShas = new Set(rows0.map((r) => r.sha256));
+      add = local.filter((e) => !remoteShas.has(e.sha256));
+    }
+    if (add.length > 0 || remove.length > 0) {
+      const { skipped } = await store.changeTrust(add.map(rowOf), remove);
+      result.pushed = { added: add.map((e) => e.name).filter((n) => !skipped.includes(n)), removed: remove, skipped };
+      for (const n of skipped) this.#log.warn({ name: n }, 'trust: an entry added here lost to one with the same name or certificate added on another node');
+      if (result.pushed.added.length || remove.length) {
+        this.#log.info({ added: result.pushed.added, removed: remove.length }, 'trust: local changes applied to the shared trust store');
       }
-      if (add.length > 0 || remove.length > 0) {
-        const { skipped } = await store.changeTrust(add.map(rowOf), remove);
-        result.pushed = { added: add.map((e) => e.name).filter((n) => !skipped.includes(n)), removed: remove, skipped };
-        for (const n of skipped) this.#log.warn({ name: n }, 'trust: a trust entry added here lost to one with the same name or certificate added on another node');
-        if (result.pushed.added.length || remove.length) {
-          this.#log.info({ added: result.pushed.added, removed: remove.length }, 'trust: local changes applied to the shared trust store');
-        }
-      }
-      if ((await store.getMeta(META_TRUST_INITIALIZED)) === undefined) await store.setMeta(META_TRUST_INITIALIZED, new Date().toISOString());
-      const rows = await store.trustRows();
-      const remote: TrustEntry[] = [];
-      for (const r of rows) {
-        const e = entryOf(r);
-        if (e === undefined) this.#log.error({ name: r.name }, 'trust: a malformed entry in the database is ignored');
-        else remote.push(e);
-      }
-      if (!sameEntries(local, remote)) {
+    }
+    if ((await store.getMeta(META_TRUST_INITIALIZED)) === undefined) await store.setMeta(META_TRUST_INITIALIZED, new Date().toISOString());
+    const rows = await store.trustRows();
+    const remote: TrustEntry[] = [];
+    for (const r of rows) {
+      const e = entryOf(r);
+      if (e === undefined) this.#log.error({ name: r.name }, 'trust: a malformed entry in the database is ignored');
+      else remote.push(e);
+    }
+    if (!sameEntries(local, remote)) {
+      // Only the file write holds the lock of `kmipd trust`, and only if the file is still the
+      // one read above: a change made meanwhile is pushed on the next round instead.
+      const written = await this.#withLock(async () => {
+        if (this.#fileSig() !== fileSig) return false;
         writeFileAtomic(trustPaths(this.#dir).index, JSON.stringify({ format: TRUST_FORMAT, entries: remote }, null, 2) + '\n', 0o644);
-        result.pulled = true;
-        this.#log.info({ entries: remote.length }, 'trust: the shared trust store changed; local copy updated');
-      }
-      this.#writeState(remote.map((e) => e.sha256));
-      this.#lastFileSig = this.#fileSig();
-      this.#lastRowsSig = JSON.stringify(rows.map((r) => [r.sha256, r.name, r.addedAt]));
-      if (result.pulled) this.#onChange();
-      return result;
-    });
+        return true;
+      });
+      if (!written) return result;
+      result.pulled = true;
+      this.#log.info({ entries: remote.length }, 'trust: the shared trust store changed; local copy updated');
+    }
+    this.#writeState(remote.map((e) => e.sha256));
+    this.#lastFileSig = this.#fileSig();
+    this.#lastRowsSig = rowsSignature(rows);
+    if (result.pulled) this.#onChange();
+    return result;
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,11 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCA, issueServerCert } from '../../src/pki/index.js';
+import { createCA, ensureServerPki, issueClientCert, issueServerCert } from '../../src/pki/index.js';
+import { addPinnedCert, addTrustedCa, readTrustEntries, removeTrust } from '../../src/pki/trust.js';
+import { silentLogger } from '../../src/server/log.js';
+import { TrustSync } from '../../src/server/trust-sync.js';
 import { KeyStoreUnavailableError } from '../../src/keystore/unavailable.js';
 import { PG_LATEST_SCHEMA_VERSION, PG_MIGRATIONS, type PgMigration } from '../../src/keystore/postgres-migrations.js';
 import { openPostgresStore, parsePostgresUrl, type PostgresKeyStore } from '../../src/keystore/postgres.js';
@@ -176,6 +179,43 @@ t.test('PostgreSQL keystore', async (t) => {
     const plain = await openPostgresStore(base, o);
     await plain.close();
     t.pass('sslmode=disable (the default) connects without TLS');
+  });
+
+  await t.test('shared trust: local changes pushed, others pulled, also changes made while stopped', async (t) => {
+    const store = await openPostgresStore(freshUrl(), opts);
+    t.teardown(() => store.close());
+    const root = mkdtempSync(join(tmpdir(), 'kmipd-trustsync-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    const X = join(root, 'x');
+    const Y = join(root, 'y');
+    await ensureServerPki(X);
+    cpSync(join(X, 'pki'), join(Y, 'pki'), { recursive: true });
+    const partner = await createCA({ commonName: 'partner CA' });
+    const leaf = await issueClientCert(partner, { commonName: 'pinned-client' });
+    const log = silentLogger();
+    let changedY = 0;
+    const sx = (await TrustSync.start(X, store, log, { pollMs: 3_600_000 }))!;
+    const sy = (await TrustSync.start(Y, store, log, { pollMs: 3_600_000, onChange: () => changedY++ }))!;
+    t.ok(sx && sy, 'a PostgreSQL store shares trust');
+    addTrustedCa(X, partner.certPem, { name: 'partner' });
+    t.same((await sx.syncOnce()).pushed.added, ['partner'], 'a CA trusted on X is pushed');
+    t.same((await store.trustRows()).map((r) => r.name), ['partner']);
+    t.ok((await sy.syncOnce()).pulled, 'and pulled by Y');
+    t.same(readTrustEntries(Y).map((e) => e.name), ['partner']);
+    t.equal(changedY, 1, 'Y was told');
+    t.same(await sy.syncOnce(), { pushed: { added: [], removed: [], skipped: [] }, pulled: false }, 'nothing to do twice');
+    removeTrust(Y, 'partner');
+    t.same((await sy.syncOnce()).pushed.removed.length, 1, 'a removal on Y is pushed');
+    t.ok((await sx.syncOnce()).pulled);
+    t.same(readTrustEntries(X), [], 'and reaches X');
+    await sx.close();
+    addPinnedCert(X, leaf.certPem, { name: 'while-stopped' });
+    const sx2 = (await TrustSync.start(X, store, log, { pollMs: 3_600_000 }))!;
+    t.same((await store.trustRows()).map((r) => r.name), ['while-stopped'], 'a change made while the server was stopped is pushed at start');
+    await sy.syncOnce();
+    t.same(readTrustEntries(Y).map((e) => e.name), ['while-stopped']);
+    await sx2.close();
+    await sy.close();
   });
 
   t.comment(`PostgreSQL keystore tests took ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { progressBar } from '../../src/cli/progress.js';
+import { silentLogger } from '../../src/server/log.js';
+import { openServerState } from '../../src/server/server.js';
 import { Enums } from '../../src/spec/index.js';
 import { runKmipd } from '../helpers/cli.js';
 import type { ClientCreds } from '../helpers/client.js';
@@ -163,8 +165,7 @@ t.test('backup while serving; restore SQLite -> PostgreSQL -> SQLite', async (t)
   t.match(cut.err, /truncated/);
 
   const W = join(root, 'other-node');
-  const w = await serve(W);
-  await stopNode(w);
+  await (await openServerState(W, { log: silentLogger() })).close(); // a data directory with its own master key
   const foreign = await runKmipd(['restore', '--data', W, '--in', f1, '--store', 'sqlite:other.sqlite']);
   t.equal(foreign.exitCode, 1, 'a restore with another master key is refused');
   t.match(foreign.err, /does not belong to this data directory's master key/);

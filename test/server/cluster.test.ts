@@ -56,9 +56,12 @@ t.test('several kmipd nodes on one PostgreSQL keystore', async (t) => {
 
   lap('node A started');
   // ---- join ----------------------------------------------------------------------------------
+  // In-process commands (node export/join, trust ...) reach the database like a user's would.
   process.env.KMIPD_BUNDLE_PASSPHRASE = PASSPHRASE;
+  process.env.PGPASSWORD = pg.password;
   t.teardown(() => {
     delete process.env.KMIPD_BUNDLE_PASSPHRASE;
+    delete process.env.PGPASSWORD;
   });
   const ex = await runKmipd(['node', 'export', '--data', A, '--out', bundle]);
   t.equal(ex.exitCode, 0, `node export: ${ex.err}`);
@@ -70,6 +73,14 @@ t.test('several kmipd nodes on one PostgreSQL keystore', async (t) => {
   t.equal(wrong.exitCode, 1, 'a wrong passphrase is refused');
   t.match(wrong.err, /wrong passphrase/);
   process.env.KMIPD_BUNDLE_PASSPHRASE = PASSPHRASE;
+  const withCert = join(root, 'with-cert.bundle');
+  t.equal((await runKmipd(['node', 'export', '--data', A, '--out', withCert, '--with-server-cert'])).exitCode, 0);
+  const LB = join(root, 'behind-one-name');
+  const lb = await runKmipd(['node', 'join', '--data', LB, '--in', withCert]);
+  t.equal(lb.exitCode, 0, `node join: ${lb.err}`);
+  t.ok(readFileSync(join(LB, 'pki', 'server.crt')).equals(readFileSync(join(A, 'pki', 'server.crt'))), '--with-server-cert: the joined node presents the same server certificate');
+  t.same(JSON.parse(readFileSync(join(LB, 'kmipd.json'), 'utf8')).keystore, { kind: 'postgres', url }, "the exporting node's store is the default");
+  t.equal((await runKmipd(['node', 'join', '--data', LB, '--in', withCert])).out.includes('set up already'), true, 'joining again changes nothing');
 
   lap('export');
   const b = await serve(B, ['--join', bundle, '--store', url, '--san', 'node-b.example']);
