@@ -121,6 +121,8 @@ export interface CompareOptions {
   generated?: ReadonlySet<string>;
   /** Cryptographic Algorithm of objects, by unique identifier, where the test case told it. */
   algorithms?: ReadonlyMap<string, number>;
+  /** Padding Method of the objects' Cryptographic Parameters, where the test case set one. */
+  paddings?: ReadonlyMap<string, number>;
   /** At most this many differences are collected (default 20). */
   maxDifferences?: number;
 }
@@ -421,9 +423,17 @@ function compareLeafPlaceholder(e: ExpectedLeaf, a: TtlvNode, ctx: Ctx, st: Stat
   }
   const known = st.bindings.get(name);
   if (known) {
-    if (known.type !== a.type || !valuesEqual(a.type, known.value, a.value)) {
-      st.diff(ctx.path, `${name} = ${typedValueText(known)}`, describeValue(a));
+    if (known.type === a.type && valuesEqual(a.type, known.value, a.value)) return;
+    if (CORRELATION_TAGS.has(e.tag) && known.type === a.type) {
+      // The transcripts reuse one name for the correlation value of successive streams; a
+      // server may start each with a new one (correlation values are variable items).
+      const tv: TypedValue = { type: a.type, value: a.value };
+      st.bindings.set(name, tv);
+      st.bound.set(name, tv);
+      st.variations.push(`${ctx.path}: correlation value (${name} now the server's new one)`);
+      return;
     }
+    st.diff(ctx.path, `${name} = ${typedValueText(known)}`, describeValue(a));
     return;
   }
   const tv: TypedValue = { type: a.type, value: a.value };
@@ -652,10 +662,13 @@ const DSA_SIGNATURE_ALGORITHMS = new Set<number>(
     .map(([, v]) => v),
 );
 
-/** Does the operation's output depend on randomness the client does not control? */
-function isRandomized(op: number | undefined, reqPayload: TtlvNode | undefined, algorithm: number | undefined): boolean {
+/**
+ * Does the operation's output depend on randomness the client does not control? The request's
+ * Cryptographic Parameters count, else the object's (`keyPadding`).
+ */
+function isRandomized(op: number | undefined, reqPayload: TtlvNode | undefined, algorithm: number | undefined, keyPadding: number | undefined): boolean {
   const params = child(reqPayload, Tag.CryptographicParameters);
-  const padding = leafValue(child(params, Tag.PaddingMethod));
+  const padding = leafValue(child(params, Tag.PaddingMethod)) ?? keyPadding;
   const alg = (leafValue(child(params, Tag.CryptographicAlgorithm)) as number | undefined) ?? algorithm;
   if (op === OP.Encrypt) {
     return padding === E.PaddingMethod.OAEP || padding === E.PaddingMethod.PKCS1V1_5 || alg === E.CryptographicAlgorithm.RSA;
@@ -814,7 +827,12 @@ function compareBatchItem(e: ExpectedStructure, a: TtlvNode | undefined, reqItem
   const target = uidOf(aPayload) ?? uidOf(reqPayload) ?? placeholderUid;
   const generated = target !== undefined && (ctx.opts.generated?.has(target) ?? false);
   const serverIv = op === OP.Encrypt && !hasDeep(reqPayload, Tag.IVCounterNonce) && child(aPayload, Tag.IVCounterNonce) !== undefined;
-  const randomized = isRandomized(op, reqPayload, target !== undefined ? ctx.opts.algorithms?.get(target) : undefined);
+  const randomized = isRandomized(
+    op,
+    reqPayload,
+    target !== undefined ? ctx.opts.algorithms?.get(target) : undefined,
+    target !== undefined ? ctx.opts.paddings?.get(target) : undefined,
+  );
   const ictx: Ctx = { ...ctx, generated, serverIv, randomized };
   if (op !== undefined) ictx.op = op;
   if (reqPayload !== undefined) ictx.reqPayload = reqPayload;
@@ -920,6 +938,7 @@ export function compareResponse(expected: Expected, actual: TtlvNode, opts: Comp
 export interface Provenance {
   generated: Set<string>;
   algorithms: Map<string, number>;
+  paddings: Map<string, number>;
 }
 
 /** Operations whose response names new objects. */
@@ -973,13 +992,18 @@ export function trackObjects(request: TtlvNode, response: TtlvNode, prov: Proven
       collect(reqPayload);
       generated = sources.some((s) => prov.generated.has(s));
     }
-    const alg = algorithmIn(reqPayload);
+    if (op === undefined || !CREATING_OPERATIONS.has(op)) {
+      for (const uid of uids) if (generated) prov.generated.add(uid);
+      return;
+    }
     const source = uidOf(reqPayload);
+    const alg = algorithmIn(reqPayload) ?? (source !== undefined ? prov.algorithms.get(source) : undefined);
+    const pad = hasDeep(reqPayload, Tag.PaddingMethod);
+    const padding = pad?.type === 'Enumeration' ? pad.value : source !== undefined ? prov.paddings.get(source) : undefined;
     for (const uid of uids) {
       if (generated) prov.generated.add(uid);
-      const inherited = source !== undefined ? prov.algorithms.get(source) : undefined;
-      const a = alg ?? inherited;
-      if (a !== undefined && op !== undefined && CREATING_OPERATIONS.has(op)) prov.algorithms.set(uid, a);
+      if (alg !== undefined) prov.algorithms.set(uid, alg);
+      if (padding !== undefined) prov.paddings.set(uid, padding);
     }
   });
 }

@@ -6,12 +6,15 @@
  *
  * Placeholders in requests: `$NOW` and `$NOW±n` are the current time (± n seconds); `$…` bound
  * by an earlier response take the server's value; `$…RANDOM…` are client-chosen values the
- * runner makes up. Anything else unbound is a defect of the test file.
+ * runner makes up. Some OASIS transcripts name a value an earlier response returned without
+ * marking it there (`$MAC_DATA` after a MAC response with a literal MAC Data, `$DATA_0` and
+ * `$IV_COUNTER_NONCE` after an Encrypt): such a placeholder takes the server's latest value of
+ * the same tag and type. Anything else unbound is a defect of the test file.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { xmlElementToTtlv, XmlCodecError, type XmlDocument, type XmlMessageSource } from '../src/codec/xml.js';
 import type { PrimitiveTypeName, PrimitiveValue } from '../src/codec/textvalues.js';
-import { enumValueName, Tag } from '../src/spec/index.js';
+import { enumValueName, Tag, tagName } from '../src/spec/index.js';
 import type { StructureNode, TtlvNode } from '../src/ttlv/types.js';
 import { ClientFailure, KmipConnection } from './client.js';
 import {
@@ -214,8 +217,14 @@ export async function replay(doc: XmlDocument, session: Session, opts: ReplayOpt
   const substitutions: Substitution[] = [];
   const clientDates = new Set<bigint>();
   const clientTexts = new Set<string>();
-  const prov: Provenance = opts.provenance ?? { generated: new Set(), algorithms: new Map() };
+  const prov: Provenance = opts.provenance ?? { generated: new Set(), algorithms: new Map(), paddings: new Map() };
   const connections = new Map<string, KmipConnection>();
+  /** The latest value of each tag in the server's responses, for placeholders the transcript never bound. */
+  const latest = new Map<number, TypedValue>();
+  const remember = (n: TtlvNode): void => {
+    if (n.type === 'Structure') n.value.forEach(remember);
+    else latest.set(n.tag, { type: n.type, value: n.value });
+  };
 
   const connection = async (label: string): Promise<KmipConnection> => {
     let c = connections.get(label);
@@ -236,7 +245,7 @@ export async function replay(doc: XmlDocument, session: Session, opts: ReplayOpt
       let request: TtlvNode;
       try {
         const sent = xmlElementToTtlv(ex.request.element, {
-          placeholder: (name, type) => {
+          placeholder: (name, type, tagPath) => {
             const now = NOW_RE.exec(name);
             if (now) {
               const secs = BigInt(Math.floor(Date.now() / 1000)) + (now[1] === '-' ? -1n : 1n) * BigInt(now[2] ?? '0');
@@ -255,6 +264,12 @@ export async function replay(doc: XmlDocument, session: Session, opts: ReplayOpt
                 bindings.set(name, { type, value: v });
                 return v;
               }
+            }
+            const last = latest.get(tagPath[tagPath.length - 1] ?? -1);
+            if (last && last.type === type) {
+              bindings.set(name, last);
+              opts.log?.(`    [${k}] ${name}: the transcript never bound it; taken as the ${tagName(tagPath[tagPath.length - 1]!)} of the last response`);
+              return last.value;
             }
             throw new UnboundPlaceholder(name);
           },
@@ -302,11 +317,13 @@ export async function replay(doc: XmlDocument, session: Session, opts: ReplayOpt
           clientTexts,
           generated: prov.generated,
           algorithms: prov.algorithms,
+          paddings: prov.paddings,
         });
         if (cmp.ok || !ex.repeat || Date.now() >= repeatUntil) break;
         await new Promise((r) => setTimeout(r, 1000));
       }
       trackObjects(request, actual, prov);
+      remember(actual);
       for (const [name, v] of cmp.bound) bindings.set(name, v);
       substitutions.push(...cmp.substitutions);
       if (opts.log) {

@@ -254,6 +254,7 @@ export function renderMarkdown(s: RunSummary, meta: { command: string; date: Dat
       '- Outputs of server randomness: ciphertext and IV when the server picks the IV, RSA encryption, ECDSA/DSA/PSS signatures, RNG Retrieve data. A literal value accepted this way stands for the server\'s: later requests that carry it get the server\'s value.',
       '- Result Message: ignored. Query: more operations and object types than expected, any vendor/server/extension/profile/capability information. Get Attributes with no names and Get Attribute List: extra attributes, and the reference server\'s own `x-` attributes may be missing.',
       '- Order: attributes in a list, Locate\'s identifiers, Get Attribute List\'s names. Discover Versions without a client list: the server may list more versions, the expected ones in the same order.',
+      '- A request placeholder that no response bound takes the server\'s latest value of the same tag (some transcripts write `$MAC_DATA`, `$DATA_0`, `$IV_COUNTER_NONCE` in a request after a response that shows the value literally).',
       '- Attribute Index 0 equals an absent Attribute Index. Runs of spaces in text values of the 1.0-1.2 transcripts (a line-wrapping artifact of their extraction) count as one space.',
     ].join('\n'),
   );

@@ -108,7 +108,11 @@ export async function runConformance(o: RunOptions): Promise<RunSummary> {
     if (skip) return { info, outcome: 'skipped', reason: skip };
     return { info, outcome: 'failed' };
   });
-  const toRun = records.filter((r) => r.outcome === 'failed');
+  // Transcripts that poll (`# [REPEAT]`, minutes of waiting) start first, so that the others
+  // run while they wait.
+  const polls = (r: CaseRecord) => readFileSync(join(o.vectorsDir, r.info.path), 'utf8').includes('[REPEAT]');
+  const pending = records.filter((r) => r.outcome === 'failed');
+  const toRun = [...pending.filter(polls), ...pending.filter((r) => !polls(r))];
 
   const target = o.target ?? (await InProcessTarget.create());
   const owned = o.target === undefined;
@@ -141,7 +145,7 @@ export async function runConformance(o: RunOptions): Promise<RunSummary> {
         const ropts: Parameters<typeof replay>[2] = {
           timeoutMs: o.timeoutMs ?? 10_000,
           toleranceSeconds: o.toleranceSeconds ?? 10,
-          provenance: { generated: new Set(), algorithms: new Map() },
+          provenance: { generated: new Set(), algorithms: new Map(), paddings: new Map() },
         };
         // Prerequisites first, in the same session; their failure fails this test case.
         for (const p of preDocs) {

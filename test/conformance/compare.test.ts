@@ -215,7 +215,7 @@ t.test('key material and digest of server-generated objects may differ; of regis
 });
 
 t.test('trackObjects: Create and Create Key Pair results are generated, Register results not', (t) => {
-  const prov: Provenance = { generated: new Set(), algorithms: new Map() };
+  const prov: Provenance = { generated: new Set(), algorithms: new Map(), paddings: new Map() };
   const req = request([
     reqItem('Create', '<ObjectType type="Enumeration" value="SymmetricKey"/><TemplateAttribute>' + attr('Cryptographic Algorithm', 'Enumeration', 'AES') + '</TemplateAttribute>'),
     reqItem('Register', '<ObjectType type="Enumeration" value="SecretData"/>'),
@@ -292,5 +292,27 @@ t.test('the response version follows the request when the transcript contradicts
   const a = response([item('Destroy', uid('k1'))]);
   t.ok(cmp(e, a, { request: request([reqItem('Destroy', uid('k1'))]) }).ok);
   t.notOk(cmp(e, a, { request: request([reqItem('Destroy', uid('k1'))], V13) }).ok);
+  t.end();
+});
+
+t.test('a correlation value placeholder follows the server when a new stream starts', (t) => {
+  const bindings = new Map([['$CORRELATION_VALUE', { type: 'ByteString' as const, value: Buffer.from('aaaa', 'hex') }]]);
+  const e = response([item('Encrypt', `${uid('k1')}<Data type="ByteString" value="00"/><CorrelationValue type="ByteString" value="$CORRELATION_VALUE"/>`)]);
+  const r = cmp(e, response([item('Encrypt', `${uid('k1')}<Data type="ByteString" value="00"/><CorrelationValue type="ByteString" value="bbbb"/>`)]), { bindings });
+  t.ok(r.ok);
+  t.same(r.bound.get('$CORRELATION_VALUE')?.value, Buffer.from('bbbb', 'hex'));
+  const other = new Map([['$UNIQUE_IDENTIFIER_0', { type: 'TextString' as const, value: 'k1' }]]);
+  t.notOk(cmp(response([item('Destroy', uid('$UNIQUE_IDENTIFIER_0'))]), response([item('Destroy', uid('k2'))]), { bindings: other }).ok, 'identifiers do not re-bind');
+  t.end();
+});
+
+t.test('signatures: PSS (from the key or the request) may differ, PKCS#1 v1.5 may not', (t) => {
+  const e = response([item('Sign', `${uid('k1')}<SignatureData type="ByteString" value="0102"/>`)]);
+  const a = response([item('Sign', `${uid('k1')}<SignatureData type="ByteString" value="0304"/>`)]);
+  const plain = request([reqItem('Sign', `${uid('k1')}<Data type="ByteString" value="00"/>`)]);
+  t.ok(cmp(e, a, { request: plain, paddings: new Map([['k1', Enums.PaddingMethod.PSS]]) }).ok, 'the key says PSS');
+  t.notOk(cmp(e, a, { request: plain, paddings: new Map([['k1', Enums.PaddingMethod.PKCS1V1_5]]) }).ok, 'the key says PKCS#1 v1.5');
+  const pss = request([reqItem('Sign', `${uid('k1')}<CryptographicParameters><PaddingMethod type="Enumeration" value="PSS"/></CryptographicParameters><Data type="ByteString" value="00"/>`)]);
+  t.ok(cmp(e, a, { request: pss }).ok, 'the request says PSS');
   t.end();
 });
