@@ -18,8 +18,22 @@
  * Rotation: when audit.log reaches `maxFileBytes` it is closed with an anchor and renamed
  * audit-<first seq, 12 digits>.log; the chain continues in a new audit.log.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync } from 'node:fs';
-import { open, rename, stat, type FileHandle } from 'node:fs/promises';
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -47,6 +61,12 @@ export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 /** At most this many records share one write. */
 const MAX_GROUP = 2000;
+/** Group pacing (AuditLog.kick): the longest wait for company, ms (one timer tick). */
+const LINGER_MS = 1;
+/** ... only when flushes take at least this long, ms: below it, waiting costs more than it saves. */
+const LINGER_MIN_FLUSH_MS = 0.25;
+/** ... and only this soon after the previous group, ms. */
+const EXPECT_VALID_MS = 10;
 /** No canonical record comes near this; a longer last line is not ours. */
 const MAX_LINE_BYTES = 1 << 20;
 
@@ -77,6 +97,8 @@ export interface AuditLogOptions extends AuditTuning {
 interface Waiter {
   entries: readonly AuditEntry[];
   anchor: boolean;
+  /** Nothing to wait for company for: an anchor, or open(). */
+  urgent: boolean;
   resolve(): void;
   reject(e: unknown): void;
 }
@@ -102,6 +124,18 @@ export function parseMetaAnchor(v: string | undefined): MetaAnchor | undefined {
     /* fall through */
   }
   return undefined;
+}
+
+/** SYNC=1 in the environment: flush on the event loop (measuring only; see append). */
+const SYNC_FLUSH = process.env.KMIPD_AUDIT_SYNC_FLUSH === '1';
+
+/** fdatasync(2) on the thread pool: one round trip. Appends change the size, which it flushes too. */
+function datasync(fd: number): Promise<void> {
+  if (SYNC_FLUSH) {
+    fdatasyncSync(fd);
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 function fsyncDir(dir: string): void {
@@ -194,7 +228,8 @@ export class AuditLog implements AuditSink {
   private readonly lock: CrossProcessLock;
   private readonly clock: () => Date;
 
-  private fh: FileHandle | undefined;
+  /** audit.log, opened for appending; kept open between groups. */
+  private fd: number | undefined;
   private ino = -1;
   /** Size of audit.log as this writer last left it; -1 when unknown. */
   private size = -1;
@@ -206,6 +241,14 @@ export class AuditLog implements AuditSink {
   private running = false;
   private scheduled = false;
   private idle: Promise<void> = Promise.resolve();
+  /** Queued waiters that must not wait for company (anchor, open). */
+  private urgent = 0;
+  /** Group pacing (see kick): waiters expected in the next group, until when that guess holds. */
+  private expect = 1;
+  private expectUntil = 0;
+  /** How long the last flush (fdatasync) took, ms. */
+  private lastFlushMs = 0;
+  private linger: NodeJS.Timeout | undefined;
   /** This writer appended records that no anchor covers yet. */
   private ownUnanchored = false;
   /** An anchor fell due but could not be made (master key unavailable); retried next write. */
@@ -261,33 +304,62 @@ export class AuditLog implements AuditSink {
       }
     }
     await this.settle();
-    await this.dropFile();
+    this.dropFile();
     this.lock.close();
     this.key = undefined;
   }
 
   /** Until every queued write has been done (or failed). */
   private async settle(): Promise<void> {
-    while (this.running || this.queue.length > 0) {
+    while (this.running || this.scheduled || this.queue.length > 0) {
       if (this.running) await this.idle;
-      else await new Promise<void>((r) => setImmediate(r));
+      else {
+        this.kick();
+        await new Promise<void>((r) => setImmediate(r));
+      }
     }
   }
 
   private enqueue(entries: readonly AuditEntry[], anchor: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ entries, anchor, resolve, reject });
-      this.schedule();
+      const urgent = entries.length === 0;
+      this.queue.push({ entries, anchor, urgent, resolve, reject });
+      if (urgent) this.urgent++;
+      this.kick();
     });
   }
 
-  private schedule(): void {
-    if (this.running || this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.drain();
-    });
+  /**
+   * Starts the next group, now or a little later. One group is written (and flushed) at a time;
+   * records handed in meanwhile wait for the next one. Clients that send their next request
+   * when the previous answer arrives (every KMIP client) would then split into two cohorts that
+   * alternate, each flush carrying half of them. So when the last flush was slow, the next group
+   * waits for as many requests as were around last time (the group just written plus those
+   * queued behind it): at most LINGER_MS (one timer tick), and never for an anchor or at close.
+   */
+  private kick(): void {
+    if (this.running || this.scheduled || this.queue.length === 0) return;
+    if (
+      this.queue.length >= this.expect ||
+      this.urgent > 0 ||
+      this.closing ||
+      this.lastFlushMs < LINGER_MIN_FLUSH_MS ||
+      performance.now() > this.expectUntil
+    ) {
+      if (this.linger) clearTimeout(this.linger);
+      this.linger = undefined;
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.drain();
+      });
+      return;
+    }
+    this.linger ??= setTimeout(() => {
+      this.linger = undefined;
+      this.expectUntil = 0;
+      this.kick();
+    }, LINGER_MS);
   }
 
   private async drain(): Promise<void> {
@@ -296,13 +368,14 @@ export class AuditLog implements AuditSink {
     let done!: () => void;
     this.idle = new Promise<void>((r) => (done = r));
     try {
-      while (this.queue.length > 0) {
+      if (this.queue.length > 0) {
         const group: Waiter[] = [];
         let n = 0;
         while (this.queue.length > 0) {
           const w = this.queue[0]!;
           if (group.length > 0 && n + w.entries.length > MAX_GROUP) break;
           this.queue.shift();
+          if (w.urgent) this.urgent--;
           group.push(w);
           n += w.entries.length;
         }
@@ -318,10 +391,13 @@ export class AuditLog implements AuditSink {
           this.opts.log?.error({ err: err.message, records: n }, 'audit trail unavailable');
           for (const w of group) w.reject(err);
         }
+        this.expect = group.length + this.queue.length;
+        this.expectUntil = performance.now() + EXPECT_VALID_MS;
       }
     } finally {
       this.running = false;
       done();
+      this.kick();
     }
   }
 
@@ -330,7 +406,7 @@ export class AuditLog implements AuditSink {
       this.ensureDir();
       await this.lock.acquire();
       try {
-        const torn = await this.refresh();
+        const torn = this.refresh();
         if (this.maxFileBytes > 0 && this.size >= this.maxFileBytes) await this.rotate();
         const now = this.clock();
         const out: { record: AuditRecord; line: string }[] = [];
@@ -389,27 +465,34 @@ export class AuditLog implements AuditSink {
 
   /** Writes and fsyncs `out` at the end of audit.log; on failure cuts the partial bytes back off. */
   private async append(out: readonly { record: AuditRecord; line: string }[]): Promise<void> {
-    const fh = this.fh;
-    if (!fh) throw new AuditUnavailableError('internal: audit.log is not open');
-    const buf = Buffer.from(out.map((o) => o.line).join('\n') + '\n', 'utf8');
+    const fd = this.fd;
+    if (fd === undefined) throw new AuditUnavailableError('internal: audit.log is not open');
+    let text = '';
+    for (const o of out) text += `${o.line}\n`;
+    const buf = Buffer.from(text, 'utf8');
     try {
+      // The write itself only copies into the page cache: synchronous, a few µs. The flush is
+      // the slow part; done off the event loop, requests keep being decoded and executed (and
+      // their records queued for the next group) while it runs.
       let off = 0;
       while (off < buf.length) {
-        const { bytesWritten } = await fh.write(buf, off, buf.length - off, null);
-        if (bytesWritten <= 0) throw new Error('short write');
-        off += bytesWritten;
+        const n = writeSync(fd, buf, off, buf.length - off);
+        if (n <= 0) throw new Error('short write');
+        off += n;
       }
-      await fh.sync();
+      const t0 = performance.now();
+      await datasync(fd);
+      this.lastFlushMs = performance.now() - t0;
     } catch (e) {
       // Nothing of this group is acknowledged: take it back off the file (best effort; the
       // next writer cuts an unfinished line anyway and re-reads the head).
       try {
-        await fh.truncate(this.size);
-        await fh.sync();
+        ftruncateSync(fd, this.size);
+        fsyncSync(fd);
       } catch {
         /* the next write re-reads the file */
       }
-      await this.dropFile();
+      this.dropFile();
       throw new AuditUnavailableError(`audit trail unavailable: cannot write ${this.file}: ${(e as Error).message}`, { cause: e });
     }
     const first = out[0]!.record;
@@ -455,12 +538,18 @@ export class AuditLog implements AuditSink {
     }
   }
 
-  private async dropFile(): Promise<void> {
-    const fh = this.fh;
-    this.fh = undefined;
+  private dropFile(): void {
+    const fd = this.fd;
+    this.fd = undefined;
     this.ino = -1;
     this.size = -1;
-    if (fh) await fh.close().catch(() => undefined);
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* nothing to do */
+      }
+    }
   }
 
   /**
@@ -477,15 +566,15 @@ export class AuditLog implements AuditSink {
     this.dirReady = true;
   }
 
-  private async refresh(): Promise<number> {
-    let st = await stat(this.file).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return undefined;
-      throw e;
-    });
-    if (!st || !this.fh || st.ino !== this.ino) {
-      await this.dropFile();
-      this.fh = await open(this.file, 'a+', 0o600);
-      const s2 = await this.fh.stat();
+  private refresh(): number {
+    // One stat of the path (a few µs, synchronous) tells whether another writer appended (the
+    // size moved) or rotated (another inode) since this writer's last group.
+    let st: { ino: number; size: number } | undefined = statSync(this.file, { throwIfNoEntry: false });
+    if (!st || this.fd === undefined || st.ino !== this.ino) {
+      this.dropFile();
+      const fd = openSync(this.file, 'a+', 0o600);
+      this.fd = fd;
+      const s2 = fstatSync(fd);
       this.ino = s2.ino;
       if (!st) fsyncDir(this.dir);
       st = s2;
@@ -494,17 +583,17 @@ export class AuditLog implements AuditSink {
     return this.scan(st.size);
   }
 
-  private async scan(size: number): Promise<number> {
-    const fh = this.fh!;
+  private scan(size: number): number {
+    const fd = this.fd!;
     let torn = 0;
     if (size > 0) {
       const b = Buffer.alloc(1);
-      readSync(fh.fd, b, 0, 1, size - 1);
+      readSync(fd, b, 0, 1, size - 1);
       if (b[0] !== 0x0a) {
-        const keep = lastNewlineEnd(fh.fd, size);
+        const keep = lastNewlineEnd(fd, size);
         torn = size - keep;
-        await fh.truncate(keep);
-        await fh.sync();
+        ftruncateSync(fd, keep);
+        fsyncSync(fd);
         this.opts.log?.warn({ bytes: torn, file: this.file }, 'cut off an unfinished audit record (a write cut short)');
         size = keep;
       }
@@ -513,8 +602,8 @@ export class AuditLog implements AuditSink {
       this.firstSeqInFile = undefined;
       this.head = this.headOfRotated();
     } else {
-      this.head = this.headOf(lastLine(fh.fd, size), AUDIT_FILE);
-      this.firstSeqInFile = firstLineSeq(fh.fd);
+      this.head = this.headOf(lastLine(fd, size), AUDIT_FILE);
+      this.firstSeqInFile = firstLineSeq(fd);
     }
     this.size = size;
     return torn;
@@ -553,11 +642,11 @@ export class AuditLog implements AuditSink {
     const target = join(this.dir, rotatedName(this.firstSeqInFile ?? this.head.seq));
     if (existsSync(target)) throw new AuditUnavailableError(`audit trail unavailable: cannot rotate ${this.file}: ${target} exists`);
     const head = this.head;
-    await this.dropFile();
-    await rename(this.file, target);
+    this.dropFile();
+    renameSync(this.file, target);
     fsyncDir(this.dir);
-    this.fh = await open(this.file, 'a+', 0o600);
-    this.ino = (await this.fh.stat()).ino;
+    this.fd = openSync(this.file, 'a+', 0o600);
+    this.ino = fstatSync(this.fd).ino;
     fsyncDir(this.dir);
     this.size = 0;
     this.firstSeqInFile = undefined;

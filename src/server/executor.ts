@@ -33,6 +33,26 @@ export interface ExecutorOptions {
    * response is sent) only once it is durable. When it fails the request fails.
    */
   audit?: AuditSink;
+  /** Told about every executed batch item (metrics, usage tracking); never changes a response. */
+  observer?: ExecutorObserver;
+}
+
+/** One batch item as an observer sees it, once its response is final (audited). */
+export interface ExecutedItem {
+  operation: string;
+  result: string;
+  reason?: string;
+  uid?: string;
+  /** The client identity (for usage tracking; metrics must never use it as a label). */
+  identity: string;
+  seconds: number;
+}
+
+/** A small hook for metrics and usage tracking (src/admin); every method is optional. */
+export interface ExecutorObserver {
+  executed?(items: readonly ExecutedItem[]): void;
+  /** The audit trail could not record a request (the request failed). */
+  auditFailed?(): void;
 }
 
 /** What `run` leaves behind for the audit step: the decoded request and its object journal. */
@@ -46,6 +66,8 @@ export interface ItemLog {
   uid?: string;
   result: string;
   reason?: string;
+  /** How long the handler took, in ms (absent for items answered without running one). */
+  ms?: number;
 }
 
 export interface ExecuteResult {
@@ -82,6 +104,27 @@ export class Executor {
    * Failure "audit trail unavailable": no operation is answered unaudited.
    */
   async execute(frame: Buffer, identity: ClientIdentity, log: Logger): Promise<ExecuteResult> {
+    const observer = this.opts.observer;
+    if (!observer?.executed) return this.executeAudited(frame, identity, log);
+    const started = performance.now();
+    const r = await this.executeAudited(frame, identity, log);
+    const total = (performance.now() - started) / 1000;
+    try {
+      observer.executed(
+        r.items.map((it): ExecutedItem => {
+          const e: ExecutedItem = { operation: it.operation, result: it.result, identity: identity.name, seconds: it.ms !== undefined ? it.ms / 1000 : total };
+          if (it.reason !== undefined) e.reason = it.reason;
+          if (it.uid !== undefined) e.uid = it.uid;
+          return e;
+        }),
+      );
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'executor observer failed');
+    }
+    return r;
+  }
+
+  private async executeAudited(frame: Buffer, identity: ClientIdentity, log: Logger): Promise<ExecuteResult> {
     const held: RunState = {};
     const r = await this.run(frame, identity, log, held);
     const audit = this.opts.audit;
@@ -105,6 +148,7 @@ export class Executor {
         await audit.record(entries);
       } catch (e) {
         log.error({ err: (e as Error).message, items: r.items }, 'audit trail unavailable; the request fails and its changes are undone');
+        this.opts.observer?.auditFailed?.();
         try {
           await held.objects?.undo();
         } catch (u) {
@@ -179,16 +223,21 @@ export class Executor {
         break;
       }
       const itemLog: ItemLog = { operation: opName, result: 'Success' };
+      const itemStarted = performance.now();
       let target: string | undefined; // the object the item named, for the record of a failure
       try {
         if (!handler || compareVersions(handler.since, version) > 0) {
           throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
         }
         checkMessageExtension(item);
+        let opLog: Logger | undefined;
         const ctx: OperationContext = {
           identity,
           version,
-          log: log.child({ op: opName }),
+          // Built on first use: most items never log, and a child logger per item costs.
+          get log(): Logger {
+            return (opLog ??= log.child({ op: opName }));
+          },
           objects,
           server: this.serverInfo,
           now: this.clock,
@@ -231,6 +280,7 @@ export class Executor {
           failed = true;
         }
       }
+      itemLog.ms = performance.now() - itemStarted;
       logs.push(itemLog);
     }
     return this.respond(pv, version, results, logs, h.maximumResponseSize);

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ClientIdentity } from '../operations/context.js';
 import { FrameDecoder, TtlvError } from '../ttlv/index.js';
 import type { Executor } from './executor.js';
+import { requestLineLogger } from './log.js';
 
 /**
  * The KMIP profiles' TLS suites (RSA key transport with AES-CBC-SHA256, which vCenter picks
@@ -43,6 +44,15 @@ export const DEFAULT_LIMITS: ListenerLimits = {
 
 export type IdentifyResult = { ok: true; identity: ClientIdentity } | { ok: false; reason: string };
 
+/** A small hook for metrics (src/admin); never changes what the listener does. */
+export interface ListenerObserver {
+  /**
+   * A client was accepted ('ok'), or refused: a failed TLS handshake (its error), a connection
+   * without a client certificate, or a certificate the trust store refused.
+   */
+  handshake?(outcome: 'ok' | 'no-certificate' | 'refused' | Error): void;
+}
+
 export interface ListenerOptions {
   host: string;
   port: number;
@@ -57,6 +67,7 @@ export interface ListenerOptions {
   executor: Executor;
   limits: ListenerLimits;
   log: Logger;
+  observer?: ListenerObserver;
 }
 
 /** A counting semaphore for the global in-flight cap. */
@@ -159,6 +170,7 @@ export class KmipListener {
     server.maxConnections = this.opts.limits.maxConnections;
     server.on('secureConnection', (s) => this.onConnection(s));
     server.on('tlsClientError', (err, s) => {
+      this.opts.observer?.handshake?.(err);
       // vCenter retries fast when it is not trusted (18 failed handshakes in 30 s): rate-limited.
       this.handshakeLog.log((dropped) =>
         this.opts.log.warn({ addr: s.remoteAddress, err: err.message, suppressed: dropped }, 'TLS handshake failed'),
@@ -186,6 +198,7 @@ export class KmipListener {
     }
     const cert = sock.getPeerX509Certificate();
     if (!cert) {
+      this.opts.observer?.handshake?.('no-certificate');
       // reached when the handshake does not reject (pinned certificates): rate-limited like the rest
       this.handshakeLog.log((dropped) => log0.warn({ addr: address, suppressed: dropped }, 'connection without a client certificate refused'));
       sock.destroy();
@@ -193,16 +206,20 @@ export class KmipListener {
     }
     const who = this.opts.identify(cert, address);
     if (!who.ok) {
+      this.opts.observer?.handshake?.('refused');
       this.handshakeLog.log((dropped) => log0.warn({ addr: address, reason: who.reason, suppressed: dropped }, 'client certificate refused'));
       sock.destroy();
       return;
     }
+    this.opts.observer?.handshake?.('ok');
     const identity: ClientIdentity = {
       ...who.identity,
       fingerprint: who.identity.fingerprint ?? createHash('sha256').update(cert.raw).digest('hex'),
     };
     if (address !== undefined) identity.address = address;
     const log = log0.child({ client: identity.name, addr: address });
+    /** The per-request line's logger, built once per connection (see requestLineLogger). */
+    const reqLog = requestLineLogger(log);
     this.sockets.add(sock);
     this.peers.set(sock, { cert, identity });
     let requests = 0;
@@ -229,11 +246,12 @@ export class KmipListener {
           try {
             const r = await this.opts.executor.execute(frame, identity, log);
             requests++;
-            const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-            for (const it of r.items) {
-              log.info({ kmip: r.version, op: it.operation, uid: it.uid, result: it.result, reason: it.reason, ms: Math.round(ms * 100) / 100 }, 'request');
-            }
+            const ms = Math.round(Number(process.hrtime.bigint() - t0) / 1e4) / 100;
+            // The answer first (its record is durable already), then the log lines.
             if (!sock.destroyed) sock.write(r.response);
+            for (const it of r.items) {
+              reqLog.info({ kmip: r.version, op: it.operation, uid: it.uid, result: it.result, reason: it.reason, ms }, 'request');
+            }
           } finally {
             this.inFlight.release();
             frame.fill(0); // requests may carry key material (Register)
