@@ -1,8 +1,42 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'kmipd-child.ts');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Newest modification time among the .ts files under `dir`. */
+function newestTs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+let distFresh: boolean | undefined;
+
+/**
+ * How to run the kmipd CLI in a child process: the compiled `bin/kmipd` when dist/ is at least
+ * as new as every source file (always in CI, where `npm ci` builds it), else the sources
+ * through the test process's own TypeScript loader (slower to start, same code).
+ */
+export function kmipdCommand(args: string[], env: NodeJS.ProcessEnv = {}): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+  if (distFresh === undefined) {
+    const main = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+    distFresh = existsSync(main) && statSync(main).mtimeMs >= newestTs(join(ROOT, 'src'));
+  }
+  const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
+  if (distFresh) {
+    // tap's process-info hook re-adds its loader to NODE_OPTIONS of every node child it sees
+    // spawned; `env -u` drops it for the compiled code, which needs no loader.
+    return { command: 'env', args: ['-u', 'NODE_OPTIONS', process.execPath, join(ROOT, 'bin', 'kmipd'), ...args], env: merged };
+  }
+  return { command: process.execPath, args: [...process.execArgv, CHILD, ...args], env: merged };
+}
 
 export interface KmipdProcess {
   child: ChildProcess;
@@ -14,8 +48,9 @@ export interface KmipdProcess {
 
 /** Starts `kmipd ARGS` from source and waits for its "kmipd listening" log line. */
 export async function spawnKmipd(args: string[], env: NodeJS.ProcessEnv = {}): Promise<KmipdProcess> {
-  const child = spawn(process.execPath, [...process.execArgv, CHILD, ...args], {
-    env: { ...process.env, KMIPD_LOG_LEVEL: 'info', ...env },
+  const k = kmipdCommand(args, { KMIPD_LOG_LEVEL: 'info', ...env });
+  const child = spawn(k.command, k.args, {
+    env: k.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];

@@ -15,8 +15,8 @@ import { Enums, Tag } from '../../src/spec/index.js';
 import { T, decodeTtlv, encodeTtlv, type StructureNode } from '../../src/ttlv/index.js';
 import { KmipTestClient, type ClientCreds } from './client.js';
 import { batchItems, itemResult, requestMessage } from './engine.js';
+import { kmipdCommand } from './process.js';
 
-const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'kmipd-child.ts');
 
 export interface CliRun {
   child: ChildProcess;
@@ -27,7 +27,8 @@ export interface CliRun {
 
 /** Starts `kmipd ARGS` (from source) in a child process. */
 export function kmipdChild(args: string[], env: NodeJS.ProcessEnv = {}, onLine?: (line: string) => void): CliRun {
-  const child = spawn(process.execPath, [...process.execArgv, CHILD, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const k = kmipdCommand(args, env);
+  const child = spawn(k.command, k.args, { env: k.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let out = '';
   let err = '';
