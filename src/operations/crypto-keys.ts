@@ -15,7 +15,8 @@
  *   nothing, as in Check): Incompatible Cryptographic Usage Mask (1.x: Permission Denied);
  * - Protect Stop Date (§3.26) reached: no more Encrypt / Sign / MAC; Process Start Date (§3.25)
  *   not reached: no Decrypt / Verify / MAC Verify. Wrong Key Lifecycle State (1.x: Permission
- *   Denied), as CS-BC-M-14 and CS-AC-M-8 expect in 1.4 and 2.1.
+ *   Denied), as CS-BC-M-14 and CS-AC-M-8 expect in 1.4 and 2.1; Permission Denied in 2.0, as
+ *   the 2.0 (csprd01) versions of the same test cases expect.
  *
  * Usage Limits (§3.21) are consumed per request part: Byte units count the data bytes handed to
  * the operation, Object units count one per operation (a stream counts once, at its start).
@@ -89,12 +90,14 @@ export async function checkKeyForUse(ctx: OperationContext, uid: string, use: Cr
     throw new KmipError('IncompatibleCryptographicUsageMask', `the key's Cryptographic Usage Mask does not allow ${use}`);
   }
   const now = BigInt(Math.floor(ctx.now().getTime() / 1000));
+  // 2.1 profiles: Wrong Key Lifecycle State; the 2.0 draft profiles and 1.x: Permission Denied.
+  const dateReason = ctx.version === '2.0' ? 'PermissionDenied' : 'WrongKeyLifecycleState';
   if (PROTECT.has(use)) {
     const stop = dateOf(obj.attributes, 'Protect Stop Date');
-    if (stop !== undefined && stop <= now) throw new KmipError('WrongKeyLifecycleState', `the key's Protect Stop Date has passed; no more ${use}`);
+    if (stop !== undefined && stop <= now) throw new KmipError(dateReason, `the key's Protect Stop Date has passed; no more ${use}`);
   } else {
     const start = dateOf(obj.attributes, 'Process Start Date');
-    if (start !== undefined && start > now) throw new KmipError('WrongKeyLifecycleState', `the key's Process Start Date has not come yet; no ${use} before it`);
+    if (start !== undefined && start > now) throw new KmipError(dateReason, `the key's Process Start Date has not come yet; no ${use} before it`);
   }
   return obj;
 }

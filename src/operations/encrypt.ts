@@ -26,7 +26,7 @@ import { optValue } from '../codec/node.js';
 import { Enums, Tag } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import type { OperationContext, OperationHandler } from './context.js';
-import { checkKeyForUse, consumeUsage, keyForUse, releaseKey, type CryptoUse, type KeyForUse } from './crypto-keys.js';
+import { checkKeyForUse, consumeUsage, keyForUse, releaseKey, type KeyForUse } from './crypto-keys.js';
 import {
   checkCounterRoom,
   chooseParams,
@@ -124,8 +124,6 @@ export const SYMMETRIC_OR: Readonly<Record<Direction, readonly number[]>> = {
   encrypt: [OT.SymmetricKey, OT.PublicKey],
   decrypt: [OT.SymmetricKey, OT.PrivateKey],
 };
-
-export const USE: Readonly<Record<Direction, CryptoUse>> = { encrypt: 'Encrypt', decrypt: 'Decrypt' };
 
 // ---------------------------------------------------------------------------------------------
 // Encrypt

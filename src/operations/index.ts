@@ -9,7 +9,7 @@ import { modifyAttributeHandler } from './modify-attribute.js';
 import { queryHandler } from './query.js';
 import { setAttributeHandler } from './set-attribute.js';
 import { activateHandler } from './activate.js';
-import { certifyHandler } from './certify.js';
+import { certifyHandler, recertifyHandler } from './certify.js';
 import { checkHandler } from './check.js';
 import { createHandler } from './create.js';
 import { createKeyPairHandler } from './create-key-pair.js';
@@ -54,6 +54,7 @@ export const allHandlers: readonly OperationHandler[] = [
   createKeyPairHandler,
   rekeyKeyPairHandler,
   certifyHandler,
+  recertifyHandler,
   encryptHandler,
   decryptHandler,
   signHandler,

@@ -15,7 +15,8 @@
  *   (Invalid Correlation Value; 1.x Invalid Field) and cannot tell the difference;
  * - limited: `maxPerIdentity` open streams per identity and `maxTotal` in all (Server Limit
  *   Exceeded; 1.x General Failure), `maxBuffered` bytes of data held back in all (AEAD
- *   decryption, Ed25519 signatures), `idleMs` without a part and the stream is dropped;
+ *   decryption, Ed25519 signatures), `idleMs` without a part and the stream is dropped (swept
+ *   on every stream request and by a background timer while streams are open);
  * - a part that fails ends its stream (its state may be half-updated), as does a server
  *   restart. In a cluster, a stream is only known to the node that opened it.
  * - one part at a time: a part sent while another part of the same stream is being processed
@@ -86,6 +87,7 @@ export class StreamRegistry {
   private readonly leases = new WeakMap<object, Entry>();
   private readonly limits: StreamLimits;
   private buffered = 0;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     limits: Partial<StreamLimits> = {},
@@ -115,16 +117,13 @@ export class StreamRegistry {
    */
   open<T>(ctx: OperationContext, kind: StreamKind<T>, uid: string | undefined, state: T, dispose?: (s: T) => void, buffered = 0): Buffer {
     this.sweep();
-    if (buffered > 0 && this.buffered + buffered > this.limits.maxBuffered) {
-      throw new KmipError('ServerLimitExceeded', 'the server holds too much streamed data; send smaller streams');
-    }
     const identity = ctx.identity.name;
-    let mine = 0;
-    for (const e of this.entries.values()) if (e.identity === identity) mine++;
-    if (mine >= this.limits.maxPerIdentity) {
-      throw new KmipError('ServerLimitExceeded', `too many open streams for this client (at most ${this.limits.maxPerIdentity}); finish or abandon some`);
+    try {
+      this.checkRoom(identity, buffered);
+    } catch (e) {
+      dispose?.(state);
+      throw e;
     }
-    if (this.entries.size >= this.limits.maxTotal) throw new KmipError('ServerLimitExceeded', 'too many open streams on this server');
     const cv = randomBytes(16);
     const id = cv.toString('hex');
     this.entries.set(id, {
@@ -139,7 +138,35 @@ export class StreamRegistry {
       dispose: dispose ? () => dispose(state) : undefined,
     });
     this.buffered += buffered;
+    this.watch();
     return cv;
+  }
+
+  private checkRoom(identity: string, buffered: number): void {
+    if (buffered > 0 && this.buffered + buffered > this.limits.maxBuffered) {
+      throw new KmipError('ServerLimitExceeded', 'the server holds too much streamed data; send smaller streams');
+    }
+    let mine = 0;
+    for (const e of this.entries.values()) if (e.identity === identity) mine++;
+    if (mine >= this.limits.maxPerIdentity) {
+      throw new KmipError('ServerLimitExceeded', `too many open streams for this client (at most ${this.limits.maxPerIdentity}); finish or abandon some`);
+    }
+    if (this.entries.size >= this.limits.maxTotal) throw new KmipError('ServerLimitExceeded', 'too many open streams on this server');
+  }
+
+  /** Sweeps idle streams in the background while any is open (an unref'd timer). */
+  private watch(): void {
+    if (this.timer || this.entries.size === 0) return;
+    this.timer = setInterval(() => {
+      this.sweep();
+      if (this.entries.size === 0) this.unwatch();
+    }, Math.max(1000, Math.floor(this.limits.idleMs / 2)));
+    this.timer.unref();
+  }
+
+  private unwatch(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /**
@@ -192,6 +219,7 @@ export class StreamRegistry {
   /** Ends every stream (server shutdown, tests). */
   clear(): void {
     for (const e of [...this.entries.values()]) this.remove(e);
+    this.unwatch();
   }
 
   private remove(e: Entry): void {
@@ -206,7 +234,10 @@ export class StreamRegistry {
   }
 }
 
-/** The process's streams, shared by every handler. */
+/**
+ * The process's streams, shared by every handler (one registry per process: correlation values
+ * are random and bound to the identity, so servers sharing a process cannot use each other's).
+ */
 export const streams = new StreamRegistry();
 
 /**
