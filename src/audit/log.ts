@@ -39,6 +39,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { MasterKeyProvider, MetaStore } from '../crypto/masterkey.js';
 import { anchorMac, deriveAnchorKey } from './anchor.js';
+import { metaAnchorKey } from './read.js';
 import { CrossProcessLock, withProcessLock } from './lock.js';
 import { GENESIS, clip, parseLine, seal, selfConsistent, type RecordBody } from './record.js';
 import {
@@ -530,9 +531,10 @@ export class AuditLog implements AuditSink {
     const meta = this.opts.meta;
     if (!meta) return;
     try {
-      const cur = parseMetaAnchor(await meta.getMeta(META_AUDIT_ANCHOR));
+      const key = metaAnchorKey(this.opts.dataDir, true);
+      const cur = parseMetaAnchor(await meta.getMeta(key));
       if (cur && cur.seq >= r.seq) return;
-      await meta.setMeta(META_AUDIT_ANCHOR, JSON.stringify({ seq: r.seq, hash: r.hash }));
+      await meta.setMeta(key, JSON.stringify({ seq: r.seq, hash: r.hash }));
     } catch (e) {
       this.opts.log?.error({ err: (e as Error).message }, 'cannot record the newest audit anchor in the keystore');
     }

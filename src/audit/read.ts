@@ -2,9 +2,11 @@
  * Reading the audit files: the rotated ones oldest first, then the live one, line by line in
  * bounded memory. Lines are decoded from their exact bytes (the chain covers the bytes).
  */
-import { closeSync, existsSync, openSync, readSync, readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { AUDIT_DIR, AUDIT_FILE, ROTATED_RE } from './types.js';
+import { AUDIT_DIR, AUDIT_FILE, META_AUDIT_ANCHOR, ROTATED_RE } from './types.js';
 
 export interface AuditFile {
   /** File name inside DIR/audit. */
@@ -14,6 +16,25 @@ export interface AuditFile {
 
 export function auditDir(dataDir: string): string {
   return join(dataDir, AUDIT_DIR);
+}
+
+const TRAIL_ID_FILE = 'trail-id';
+
+/**
+ * The keystore meta key that holds this trail's newest anchor. Nodes sharing one keystore
+ * (PostgreSQL) each keep their own trail, so each needs its own key: the host name and a random
+ * id made with the trail (a data directory copied to start another node should leave out
+ * `audit/`, which gives the copy a trail of its own). A trail made before the id existed uses
+ * the plain key.
+ */
+export function metaAnchorKey(dataDir: string, create: boolean): string {
+  const file = join(auditDir(dataDir), TRAIL_ID_FILE);
+  if (!existsSync(file)) {
+    if (!create) return META_AUDIT_ANCHOR;
+    mkdirSync(auditDir(dataDir), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${hostname()}.${randomBytes(8).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  return `${META_AUDIT_ANCHOR}.${readFileSync(file, 'utf8').trim()}`;
 }
 
 /** Every audit file of `dataDir` in chain order: rotated files by their first seq, then audit.log. */

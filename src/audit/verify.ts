@@ -21,7 +21,7 @@
 import type { MasterKeyProvider, MetaStore } from '../crypto/masterkey.js';
 import { anchorValid, deriveAnchorKey } from './anchor.js';
 import { parseMetaAnchor } from './log.js';
-import { auditFiles, linesOf, type AuditFile } from './read.js';
+import { auditFiles, linesOf, metaAnchorKey, type AuditFile } from './read.js';
 import { GENESIS, parseLine, selfConsistent } from './record.js';
 import { META_AUDIT_ANCHOR } from './types.js';
 
@@ -88,7 +88,7 @@ function findSeq(files: readonly AuditFile[], fi: number, fromLine: number, want
 
 export async function verifyAuditTrail(opts: VerifyOptions): Promise<VerifyReport> {
   // The keystore first: a writer updates it after the anchor is on disk, never before.
-  const metaAnchor = opts.meta ? parseMetaAnchor(await opts.meta.getMeta(META_AUDIT_ANCHOR)) : undefined;
+  const metaAnchor = opts.meta ? parseMetaAnchor(await opts.meta.getMeta(metaAnchorKey(opts.dataDir, false))) : undefined;
   const key = opts.master ? await deriveAnchorKey(opts.master) : undefined;
   const files = auditFiles(opts.dataDir);
   const report: VerifyReport = {

@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditAdmin, adminIdentity } from '../../src/audit/admin.js';
+import { metaAnchorKey } from '../../src/audit/read.js';
 import { verifyAuditTrail } from '../../src/audit/verify.js';
 import { Enums, Tag } from '../../src/spec/index.js';
 import { T } from '../../src/ttlv/index.js';
@@ -104,7 +105,7 @@ t.test('clean shutdown anchors the chain head and records it in the keystore', a
   );
   const again = await startAuditEngine({ dataDir: e.dataDir });
   t.teardown(() => again.close());
-  t.same(JSON.parse((await again.state.store.getMeta('audit.anchor')) ?? 'null'), { seq: 3, hash: recs[2]!.hash }, 'keystore meta holds the newest anchor');
+  t.same(JSON.parse((await again.state.store.getMeta(metaAnchorKey(e.dataDir, false))) ?? 'null'), { seq: 3, hash: recs[2]!.hash }, 'keystore meta holds the newest anchor');
   const r = await verifyAuditTrail({ dataDir: e.dataDir, master: again.state.master, meta: again.state.store });
   t.ok(r.ok);
   t.equal(r.anchorsVerified, 1);
