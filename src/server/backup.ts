@@ -30,6 +30,7 @@
  * (describes the shared trust table, which is not in the backup: the first node to start seeds
  * it from its DATA/trust), audit.anchor (describes one data directory's audit log).
  */
+import { META_LAST_BACKUP } from '../admin/meta-keys.js';
 import Database from 'better-sqlite3';
 import { createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
@@ -330,14 +331,25 @@ export async function writeBackup(dirArg: string, outFile: string, opts: { progr
       throw e;
     }
   };
-  if (m.keystore.kind === 'sqlite') return sqliteSnapshot(join(dir, m.keystore.file), run);
+  let summary: BackupSummary;
+  if (m.keystore.kind === 'sqlite') summary = await sqliteSnapshot(join(dir, m.keystore.file), run);
+  else {
+    const store = await openKeyStore(dir, m.keystore);
+    try {
+      if (!canSnapshot(store)) throw new BackupError(`the ${store.backend} keystore cannot take a snapshot`);
+      summary = await store.snapshot(run);
+    } finally {
+      await store.close();
+    }
+  }
+  // For /metrics (kmipd_last_backup_timestamp_seconds) and `kmipd doctor`.
   const store = await openKeyStore(dir, m.keystore);
   try {
-    if (!canSnapshot(store)) throw new BackupError(`the ${store.backend} keystore cannot take a snapshot`);
-    return await store.snapshot(run);
+    await store.setMeta(META_LAST_BACKUP, new Date().toISOString());
   } finally {
     await store.close();
   }
+  return summary;
 }
 
 // ---------------------------------------------------------------------------------------------

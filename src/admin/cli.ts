@@ -1,0 +1,198 @@
+/**
+ * Operator commands:
+ *
+ *   kmipd cert list  --data DIR [--expiring 30d] [--json]      every certificate kmipd uses or trusts
+ *   kmipd key stale  --data DIR --unused-for 180d [--json] [--revoke --yes [--reason R]]
+ *   kmipd doctor     --data DIR [--json]                       a checklist with fixes; exit 1 on a failure
+ *
+ * `cert list` and `key stale` join the existing `kmipd cert` and `kmipd key` groups (registered
+ * after them in src/cli/commands.ts).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { defaultDataDir } from '../config/load.js';
+import { readRawManifest } from '../config/manifest.js';
+import { exportSecrets } from '../config/secrets.js';
+import { DurationError, formatDuration, parseDuration } from '../config/duration.js';
+import { auditAdmin } from '../audit/admin.js';
+import { MANIFEST } from '../server/datadir.js';
+import { silentLogger } from '../server/log.js';
+import { type ServerState, openServerState } from '../server/server.js';
+import { type CertRecord, certificateInventory, expiringWithin } from './certs.js';
+import { doctorText, runDoctor } from './doctor.js';
+import { STALE_REVOCATION_REASON, type StaleKey, revokeKeys, staleKeys } from './usage.js';
+
+function writer(cmd: Command): (s: string) => void {
+  return (s) => {
+    const w = cmd.configureOutput().writeOut;
+    if (w) w(s);
+    else process.stdout.write(s);
+  };
+}
+
+function duration(): (v: string) => number {
+  return (v) => {
+    try {
+      return parseDuration(v);
+    } catch (e) {
+      if (e instanceof DurationError) throw new InvalidArgumentError(e.message);
+      throw e;
+    }
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c] ?? 0))).join('  ')).join('\n') + '\n';
+}
+
+// ---- cert list -----------------------------------------------------------------------------------
+
+function certJson(c: CertRecord): unknown {
+  return { ...c, notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString() };
+}
+
+function certTable(certs: readonly CertRecord[]): string {
+  const rows = [['KIND', 'NAME', 'NOT AFTER', 'DAYS', 'STATUS', 'SUBJECT'], ...certs.map((c) => [c.kind, c.name, c.notAfter.toISOString().replace(/\.\d{3}Z$/, 'Z'), String(c.daysLeft), c.status, c.subject])];
+  const notes = certs.filter((c) => c.status !== 'ok').map((c) => `${c.kind} ${c.name}: ${c.status === 'expired' ? 'expired' : c.status}: ${c.breaks}`);
+  return table(rows) + (notes.length ? '\n' + notes.map((n) => `! ${n}`).join('\n') + '\n' : '');
+}
+
+// ---- key stale ------------------------------------------------------------------------------------
+
+function staleTable(keys: readonly StaleKey[]): string {
+  return table([
+    ['UID', 'TYPE', 'STATE', 'OWNER', 'CREATED', 'LAST USED', 'BY', 'IDLE DAYS', 'X-NAME', 'X-COMPONENT', 'X-IDENTIFIER'],
+    ...keys.map((k) => [k.uid, k.objectType, k.state, k.owner, k.created, k.lastUsed ?? 'never', k.lastUsedBy ?? '-', String(k.idleDays), k['x-Name'] ?? '-', k['x-Component'] ?? '-', k['x-Identifier'] ?? '-']),
+  ]);
+}
+
+async function withData<R>(dataDir: string, fn: (s: ServerState) => Promise<R>): Promise<R> {
+  if (!existsSync(join(dataDir, MANIFEST))) {
+    throw new Error(`no kmipd data folder at ${resolve(dataDir)} (no ${MANIFEST}); give --data, or run \`kmipd serve --data ${dataDir}\` once first`);
+  }
+  const state = await openServerState(dataDir, { log: silentLogger() });
+  try {
+    return await fn(state);
+  } finally {
+    await state.close();
+  }
+}
+
+interface StaleOptions {
+  data?: string;
+  unusedFor: number;
+  json?: boolean;
+  revoke?: boolean;
+  yes?: boolean;
+  reason: string;
+}
+
+/**
+ * Secrets from *_FILE variables and systemd credentials for every command (`kmipd master
+ * migrate`, `kmipd backup`, ...), not only `serve`: put into the variables those commands read.
+ */
+function secretsHook(program: Command): void {
+  program.hook('preAction', (_root, action) => {
+    const env = process.env;
+    const files = env.CREDENTIALS_DIRECTORY || env.KMIPD_PKCS11_PIN_FILE || env.KMIPD_DB_PASSWORD_FILE || env.KMIPD_BUNDLE_PASSPHRASE_FILE;
+    // `kmipd config` reports where each secret comes from itself, and needs none.
+    if (!files || action.parent?.name() === 'config') return;
+    const o = action.opts<{ data?: unknown }>();
+    const dir = typeof o.data === 'string' ? o.data : defaultDataDir();
+    let raw;
+    try {
+      raw = readRawManifest(dir);
+    } catch {
+      raw = undefined; // the command itself reports a broken kmipd.json
+    }
+    try {
+      exportSecrets(dir, raw);
+    } catch (e) {
+      action.error(`kmipd: ${(e as Error).message}`, { exitCode: 1, code: 'kmipd.secret' });
+    }
+  });
+}
+
+export function register(program: Command): void {
+  secretsHook(program);
+  const cert = program.commands.find((c) => c.name() === 'cert') ?? program.command('cert').description('certificates');
+  cert
+    .command('list')
+    .description('every certificate kmipd uses or trusts (CA, server, trusted CAs, pinned certificates) with its expiry and what the expiry breaks')
+    .option('--data <dir>', 'kmipd data folder (default: KMIPD_DATA, else ./kmipd-data)')
+    .option('--expiring <duration>', 'only those expiring within this long (or expired), e.g. 30d', duration())
+    .option('--json', 'JSON output')
+    .action((opts: { data?: string; expiring?: number; json?: boolean }, cmd: Command) => {
+      const dir = opts.data ?? defaultDataDir();
+      if (!existsSync(join(dir, 'pki', 'ca.crt'))) cmd.error(`kmipd cert list: no kmipd PKI in ${resolve(dir)}; run \`kmipd serve --data ${dir}\` once first`, { exitCode: 1, code: 'kmipd.cert' });
+      const now = new Date();
+      const inv = certificateInventory(dir, { now });
+      const certs = opts.expiring !== undefined ? expiringWithin(inv.certs, opts.expiring, now) : inv.certs;
+      const out = writer(cmd);
+      if (opts.json) out(JSON.stringify(certs.map(certJson), null, 2) + '\n');
+      else {
+        out(certTable(certs));
+        if (opts.expiring !== undefined) out(`${certs.length} certificate(s) expire within ${formatDuration(opts.expiring)}\n`);
+      }
+      for (const p of inv.problems) process.stderr.write(`kmipd cert list: ${p}\n`);
+    });
+
+  const key = program.commands.find((c) => c.name() === 'key') ?? program.command('key').description('keys');
+  key
+    .command('stale')
+    .description("keys (Pre-Active or Active) nobody fetched or used for a long time, with vCenter's tags; --revoke --yes revokes them all")
+    .option('--data <dir>', 'kmipd data folder (default: KMIPD_DATA, else ./kmipd-data)')
+    .requiredOption('--unused-for <duration>', 'not used (Get or a cryptographic operation) for this long, e.g. 180d; a key never used counts from its creation', duration())
+    .option('--json', 'JSON output')
+    .option('--revoke', 'revoke every key listed (needs --yes)')
+    .option('--yes', 'confirm --revoke')
+    .option('--reason <r>', 'the revocation reason for --revoke', STALE_REVOCATION_REASON)
+    .action(async (opts: StaleOptions, cmd: Command) => {
+      const dir = opts.data ?? defaultDataDir();
+      const out = writer(cmd);
+      const fail = (e: unknown): never => cmd.error(`kmipd key stale: ${(e as Error).message}`, { exitCode: 1, code: 'kmipd.key' });
+      if (opts.yes && !opts.revoke) fail(new Error('--yes confirms --revoke; give both to revoke'));
+      try {
+        await withData(dir, async (state) => {
+          const keys = await staleKeys(state, opts.unusedFor);
+          const since = formatDuration(opts.unusedFor);
+          if (!opts.revoke) {
+            out(opts.json ? JSON.stringify(keys, null, 2) + '\n' : staleTable(keys) + `${keys.length} key(s) not used for ${since} or more\n`);
+            return;
+          }
+          if (!opts.yes) {
+            if (!opts.json) out(staleTable(keys));
+            throw new Error(`${keys.length} key(s) would be revoked (reason ${opts.reason}); add --yes to revoke them`);
+          }
+          const results = await revokeKeys(state, keys.map((k) => k.uid), opts.reason, `unused for ${since} (kmipd key stale)`);
+          const ok = results.filter((r) => r.ok).length;
+          try {
+            await auditAdmin(dir, { command: 'key stale --revoke', object: `${ok} key(s)`, result: ok === results.length ? 'Success' : 'Failed', reason: `unused for ${since}` }, { state });
+          } catch (e) {
+            process.stderr.write(`kmipd key stale: the admin audit record could not be written: ${(e as Error).message}\n`);
+          }
+          if (opts.json) out(JSON.stringify(results, null, 2) + '\n');
+          else {
+            for (const r of results) out(r.ok ? `${r.uid}: ${r.before ?? '?'} -> ${r.after ?? '?'}\n` : `${r.uid}: not revoked: ${r.error ?? '?'}\n`);
+            out(`revoked ${ok} of ${results.length} key(s) not used for ${since}\n`);
+          }
+          if (ok !== results.length) throw new Error(`${results.length - ok} key(s) could not be revoked`);
+        });
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command('doctor')
+    .description('check a data directory as an operator would (permissions, manifest, keystore integrity, master key, certificates, trust, ports, HSM, clock); exit 1 on any failure')
+    .option('--data <dir>', 'kmipd data directory (default: KMIPD_DATA, else ./kmipd-data)')
+    .option('--json', 'JSON output')
+    .action(async (opts: { data?: string; json?: boolean }, cmd: Command) => {
+      const r = await runDoctor(opts.data ?? defaultDataDir());
+      writer(cmd)(opts.json ? JSON.stringify(r, null, 2) + '\n' : doctorText(r));
+      if (!r.ok) cmd.error('kmipd doctor: some checks failed (see above)', { exitCode: 1, code: 'kmipd.doctor' });
+    });
+}
