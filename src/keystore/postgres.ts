@@ -24,16 +24,17 @@
  *
  * No key material reaches this module in plaintext, and nothing here logs values.
  */
+import { asBuffer, checkRootKey, rawRow, rootKeyBatch, rowToObject, type ObjectRow, type RootKeyBatch } from './rows.js';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import type { Pool, PoolClient, PoolConfig, QueryConfig, QueryResultRow } from 'pg';
-import { decodeAttributes, encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
+import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
 import { SCHEMA_VERSION_KEY } from './migrations.js';
 import { PG_MIGRATIONS, type PgMigration } from './postgres-migrations.js';
-import type { RawObjectRow, StoreSnapshot } from './snapshot.js';
+import type { StoreSnapshot } from './snapshot.js';
 import {
   ConcurrentModificationError,
   DuplicateObjectError,
@@ -223,9 +224,6 @@ function isUint32(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 }
 
-function asBuffer(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
 
 /** PostgreSQL text cannot hold U+0000. */
 function checkText(s: string, what: string): void {
@@ -319,37 +317,7 @@ function indexArrays(rows: readonly IndexRow[]): [string[], number[], (Buffer | 
   return [rows.map((r) => r.name), rows.map((r) => r.instance), rows.map((r) => r.bin), rows.map((r) => r.num)];
 }
 
-interface ObjectRow {
-  uid: string;
-  object_type: number;
-  state: number;
-  owner: string;
-  attributes: Buffer;
-  root_key_id: string | null;
-  material: Buffer | null;
-  revision: number;
-  created_at: number;
-  updated_at: number;
-}
 
-function rawRow(r: ObjectRow): RawObjectRow {
-  return {
-    uid: r.uid,
-    objectType: r.object_type,
-    state: r.state,
-    owner: r.owner,
-    attributes: r.attributes,
-    material: r.root_key_id === null || r.material === null ? null : { rootKeyId: r.root_key_id, blob: r.material },
-    revision: r.revision,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-function rowToObject(r: ObjectRow): StoredObject {
-  const raw = rawRow(r);
-  return { ...raw, attributes: decodeAttributes(raw.attributes) };
-}
 
 interface RootKeyRow {
   id: string;
@@ -369,16 +337,6 @@ function rootKeyFromRow(r: RootKeyRow): RootKeyRecord {
   };
 }
 
-function checkRootKey(r: RootKeyRecord): void {
-  if (typeof r !== 'object' || r === null) throw new TypeError('root key record expected');
-  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('root key id must be a non-empty string');
-  checkText(r.id, 'root key id');
-  if (!(r.wrapped instanceof Uint8Array) || r.wrapped.length === 0) throw new TypeError('root key must be wrapped bytes');
-  if (typeof r.masterKeyId !== 'string') throw new TypeError('root key masterKeyId must be a string');
-  checkText(r.masterKeyId, 'root key masterKeyId');
-  if (r.status !== 'active' && r.status !== 'retired') throw new TypeError(`root key status must be 'active' or 'retired'`);
-  if (!Number.isSafeInteger(r.createdAt)) throw new TypeError('root key createdAt must be integer milliseconds');
-}
 
 /** int8 as a JS number (every int8 kmipd stores is a safe integer); numeric stays text. */
 const TYPES = {
@@ -796,7 +754,7 @@ export class PostgresKeyStore implements KeyStore {
 
   putRootKey(r: RootKeyRecord): Promise<void> {
     try {
-      checkRootKey(r);
+      checkRootKey(r, checkText);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -813,22 +771,10 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   putRootKeys(records: RootKeyRecord[], meta: Record<string, string> = {}): Promise<void> {
-    let rows: { id: string; wrapped: Buffer; masterKeyId: string; status: 'active' | 'retired'; createdAt: number }[];
-    let metaRows: [string, string][];
+    let rows: RootKeyBatch['rows'];
+    let metaRows: RootKeyBatch['metaRows'];
     try {
-      if (!Array.isArray(records)) throw new TypeError('root key records expected');
-      if (records.filter((r) => r?.status === 'active').length > 1) throw new TypeError('at most one root key can be active');
-      rows = records.map((r) => {
-        checkRootKey(r);
-        return { id: r.id, wrapped: Buffer.from(asBuffer(r.wrapped)), masterKeyId: r.masterKeyId, status: r.status, createdAt: r.createdAt };
-      });
-      metaRows = Object.entries(meta);
-      for (const [k, v] of metaRows) {
-        if (typeof k !== 'string' || k.length === 0 || typeof v !== 'string') throw new TypeError('meta key and value must be strings (key non-empty)');
-        if (k === SCHEMA_VERSION_KEY) throw new Error(`meta key ${k} is managed by the keystore`);
-        checkText(k, 'meta key');
-        checkText(v, 'meta value');
-      }
+      ({ rows, metaRows } = rootKeyBatch(records, meta, checkText));
     } catch (e) {
       return Promise.reject(e);
     }

@@ -16,10 +16,11 @@
  * No key material reaches this module in plaintext (WrappedMaterial is sealed by the envelope),
  * and nothing here logs values.
  */
+import { asBuffer, checkRootKey, rootKeyBatch, rowToObject, type ObjectRow, type RootKeyBatch } from './rows.js';
 import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { decodeAttributes, encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
+import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
 import { assertSupportedSchema, migrate, SCHEMA_VERSION_KEY, type Migration, MIGRATIONS } from './migrations.js';
 import {
   ConcurrentModificationError,
@@ -41,19 +42,6 @@ export interface SqliteStoreOptions {
   migrations?: readonly Migration[];
 }
 
-interface ObjectRow {
-  seq: number;
-  uid: string;
-  object_type: number;
-  state: number;
-  owner: string;
-  attributes: Buffer;
-  root_key_id: string | null;
-  material: Buffer | null;
-  revision: number;
-  created_at: number;
-  updated_at: number;
-}
 
 interface RootKeyRow {
   id: string;
@@ -90,9 +78,6 @@ function isUint32(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 }
 
-function asBuffer(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
 
 /**
  * Validates and encodes an object; throws TypeError/AttributeEncodingError/TtlvError.
@@ -134,28 +119,7 @@ function prepareObject(obj: StoredObject, nameId: (name: string) => number, revi
   };
 }
 
-function rowToObject(r: ObjectRow): StoredObject {
-  return {
-    uid: r.uid,
-    objectType: r.object_type,
-    state: r.state,
-    owner: r.owner,
-    attributes: decodeAttributes(r.attributes),
-    material: r.root_key_id === null || r.material === null ? null : { rootKeyId: r.root_key_id, blob: r.material },
-    revision: r.revision,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
 
-function checkRootKey(r: RootKeyRecord): void {
-  if (typeof r !== 'object' || r === null) throw new TypeError('root key record expected');
-  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('root key id must be a non-empty string');
-  if (!(r.wrapped instanceof Uint8Array) || r.wrapped.length === 0) throw new TypeError('root key must be wrapped bytes');
-  if (typeof r.masterKeyId !== 'string') throw new TypeError('root key masterKeyId must be a string');
-  if (r.status !== 'active' && r.status !== 'retired') throw new TypeError(`root key status must be 'active' or 'retired'`);
-  if (!Number.isSafeInteger(r.createdAt)) throw new TypeError('root key createdAt must be integer milliseconds');
-}
 
 /** Creates the database file with mode 0600 if it does not exist yet (and makes the entry durable). */
 function createPrivateFile(path: string): void {
@@ -511,20 +475,10 @@ export class SqliteKeyStore implements KeyStore {
   }
 
   putRootKeys(records: RootKeyRecord[], meta: Record<string, string> = {}): Promise<void> {
-    let rows: { id: string; wrapped: Buffer; masterKeyId: string; status: 'active' | 'retired'; createdAt: number }[];
-    let metaRows: [string, string][];
+    let rows: RootKeyBatch['rows'];
+    let metaRows: RootKeyBatch['metaRows'];
     try {
-      if (!Array.isArray(records)) throw new TypeError('root key records expected');
-      if (records.filter((r) => r?.status === 'active').length > 1) throw new TypeError('at most one root key can be active');
-      rows = records.map((r) => {
-        checkRootKey(r);
-        return { id: r.id, wrapped: Buffer.from(asBuffer(r.wrapped)), masterKeyId: r.masterKeyId, status: r.status, createdAt: r.createdAt };
-      });
-      metaRows = Object.entries(meta);
-      for (const [k, v] of metaRows) {
-        if (typeof k !== 'string' || k.length === 0 || typeof v !== 'string') throw new TypeError('meta key and value must be strings (key non-empty)');
-        if (k === SCHEMA_VERSION_KEY) throw new Error(`meta key ${k} is managed by the keystore`);
-      }
+      ({ rows, metaRows } = rootKeyBatch(records, meta));
     } catch (e) {
       return Promise.reject(e);
     }

@@ -43,6 +43,7 @@ import type { WrappedMaterial } from '../keystore/types.js';
 import { decodeAttributes, encodeAttributes } from '../keystore/attributes.js';
 import { SCHEMA_VERSION_KEY, assertSupportedSchema } from '../keystore/migrations.js';
 import type { RawObjectRow, StoreSnapshot } from '../keystore/snapshot.js';
+import { rawRow, type ObjectRow } from '../keystore/rows.js';
 import type { KeyStore, RootKeyRecord, StoredObject } from '../keystore/types.js';
 import { VERSION } from '../version.js';
 import { MANIFEST, readManifest, writeManifest, type KeystoreConfig, type Manifest, type MasterConfig } from './datadir.js';
@@ -126,18 +127,6 @@ function objectRec(r: RawObjectRow): ObjectRec {
 // ---------------------------------------------------------------------------------------------
 // Snapshots
 
-interface SqliteObjectRow {
-  uid: string;
-  object_type: number;
-  state: number;
-  owner: string;
-  attributes: Buffer;
-  root_key_id: string | null;
-  material: Buffer | null;
-  revision: number;
-  created_at: number;
-  updated_at: number;
-}
 
 /**
  * A snapshot of the SQLite keystore at `file`: the online backup API copies it (one step, so
@@ -174,20 +163,10 @@ async function sqliteSnapshot<R>(file: string, fn: (snap: StoreSnapshot) => Prom
           async *[Symbol.asyncIterator]() {
             const it = db
               .prepare('SELECT uid, object_type, state, owner, attributes, root_key_id, material, revision, created_at, updated_at FROM objects ORDER BY seq')
-              .iterate() as IterableIterator<SqliteObjectRow>;
+              .iterate() as IterableIterator<ObjectRow>;
             let rows: RawObjectRow[] = [];
             for (const r of it) {
-              rows.push({
-                uid: r.uid,
-                objectType: r.object_type,
-                state: r.state,
-                owner: r.owner,
-                attributes: r.attributes,
-                material: r.root_key_id === null || r.material === null ? null : { rootKeyId: r.root_key_id, blob: r.material },
-                revision: r.revision,
-                createdAt: r.created_at,
-                updatedAt: r.updated_at,
-              });
+              rows.push(rawRow(r));
               if (rows.length >= batch) {
                 yield rows;
                 rows = [];
