@@ -16,6 +16,8 @@ import { T, decodeTtlv, encodeTtlv, type StructureNode } from '../../src/ttlv/in
 import { KmipTestClient, type ClientCreds } from './client.js';
 import { batchItems, itemResult, requestMessage } from './engine.js';
 import { kmipdCommand } from './process.js';
+export { getMsg, keyOf, registerMsg, uidOf } from './keys.js';
+import { getMsg, keyOf, registerMsg, uidOf } from './keys.js';
 
 
 export interface CliRun {
@@ -56,54 +58,6 @@ export function kmipdChild(args: string[], env: NodeJS.ProcessEnv = {}, onLine?:
 /** Runs `kmipd ARGS` to completion. */
 export function kmipdRun(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string }> {
   return kmipdChild(args, env).done;
-}
-
-export function registerMsg(key: Buffer): StructureNode {
-  return requestMessage(
-    [
-      {
-        operation: Enums.Operation.Register,
-        payload: [
-          T.enum(Tag.ObjectType, Enums.ObjectType.SymmetricKey),
-          T.struct(Tag.TemplateAttribute, [T.struct(Tag.Attribute, [T.text(Tag.AttributeName, 'Cryptographic Usage Mask'), T.int(Tag.AttributeValue, 12)])]),
-          T.struct(Tag.SymmetricKey, [
-            T.struct(Tag.KeyBlock, [
-              T.enum(Tag.KeyFormatType, Enums.KeyFormatType.Raw),
-              T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, key)]),
-              T.enum(Tag.CryptographicAlgorithm, Enums.CryptographicAlgorithm.AES),
-              T.int(Tag.CryptographicLength, 256),
-            ]),
-          ]),
-        ],
-      },
-    ],
-    { version: '1.4' },
-  );
-}
-
-export function getMsg(uid: string): StructureNode {
-  return requestMessage([{ operation: Enums.Operation.Get, payload: [T.text(Tag.UniqueIdentifier, uid)] }], { version: '1.4' });
-}
-
-export function uidOf(resp: StructureNode): string | undefined {
-  const r = itemResult(batchItems(resp)[0]!);
-  if (r.status !== Enums.ResultStatus.Success) return undefined;
-  const u = r.payload?.value.find((n) => n.tag === Tag.UniqueIdentifier);
-  return u?.type === 'TextString' ? u.value : undefined;
-}
-
-export function keyOf(resp: StructureNode): Buffer | undefined {
-  const find = (n: StructureNode): Buffer | undefined => {
-    for (const c of n.value) {
-      if (c.tag === Tag.KeyMaterial && c.type === 'ByteString') return Buffer.from(c.value);
-      if (c.type === 'Structure') {
-        const f = find(c);
-        if (f) return f;
-      }
-    }
-    return undefined;
-  };
-  return find(resp);
 }
 
 /** "status reason: message" of a failed response, for test output. */

@@ -4,49 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueClientCert, loadCa } from '../../src/pki/index.js';
-import { Enums, Tag } from '../../src/spec/index.js';
-import { T, type StructureNode } from '../../src/ttlv/index.js';
 import { KmipTestClient, type ClientCreds } from '../helpers/client.js';
-import { batchItems, itemResult, requestMessage } from '../helpers/engine.js';
+import { getMsg, keyOf, registerMsg, uidOf } from '../helpers/keys.js';
 import { spawnKmipd } from '../helpers/process.js';
-
-function registerPayload(key: Buffer) {
-  return [
-    T.enum(Tag.ObjectType, Enums.ObjectType.SymmetricKey),
-    T.struct(Tag.TemplateAttribute, [
-      T.struct(Tag.Attribute, [T.text(Tag.AttributeName, 'Cryptographic Usage Mask'), T.int(Tag.AttributeValue, 12)]),
-    ]),
-    T.struct(Tag.SymmetricKey, [
-      T.struct(Tag.KeyBlock, [
-        T.enum(Tag.KeyFormatType, Enums.KeyFormatType.Raw),
-        T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, key)]),
-        T.enum(Tag.CryptographicAlgorithm, Enums.CryptographicAlgorithm.AES),
-        T.int(Tag.CryptographicLength, 256),
-      ]),
-    ]),
-  ];
-}
-
-function uidOf(resp: StructureNode): string | undefined {
-  const r = itemResult(batchItems(resp)[0]!);
-  if (r.status !== Enums.ResultStatus.Success) return undefined;
-  const u = r.payload?.value.find((n) => n.tag === Tag.UniqueIdentifier);
-  return u?.type === 'TextString' ? u.value : undefined;
-}
-
-function keyOf(resp: StructureNode): Buffer | undefined {
-  const find = (n: StructureNode): Buffer | undefined => {
-    for (const c of n.value) {
-      if (c.tag === Tag.KeyMaterial && c.type === 'ByteString') return Buffer.from(c.value);
-      if (c.type === 'Structure') {
-        const f = find(c);
-        if (f) return f;
-      }
-    }
-    return undefined;
-  };
-  return find(resp);
-}
 
 t.test('kill -9 in the middle of writes: every acknowledged object survives intact', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-crash-'));
@@ -63,7 +23,7 @@ t.test('kill -9 in the middle of writes: every acknowledged object survives inta
     try {
       while (!stop) {
         const key = randomBytes(32);
-        const resp = await c.send(requestMessage([{ operation: Enums.Operation.Register, payload: registerPayload(key) }], { version: '1.2' }));
+        const resp = await c.send(registerMsg(key));
         const uid = uidOf(resp);
         if (uid) acked.set(uid, key);
       }
@@ -84,7 +44,7 @@ t.test('kill -9 in the middle of writes: every acknowledged object survives inta
   const c = await KmipTestClient.connect(proc.port, creds);
   let intact = 0;
   for (const [uid, key] of acked) {
-    const resp = await c.send(requestMessage([{ operation: Enums.Operation.Get, payload: [T.text(Tag.UniqueIdentifier, uid)] }], { version: '1.2' }));
+    const resp = await c.send(getMsg(uid));
     if (keyOf(resp)?.equals(key)) intact++;
   }
   t.equal(intact, acked.size, 'every acknowledged key is back, byte for byte');

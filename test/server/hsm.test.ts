@@ -4,61 +4,11 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueClientCert, loadCa } from '../../src/pki/index.js';
-import { Enums, Tag } from '../../src/spec/index.js';
-import { T, type StructureNode } from '../../src/ttlv/index.js';
 import { KmipTestClient, type ClientCreds } from '../helpers/client.js';
-import { batchItems, itemResult, requestMessage } from '../helpers/engine.js';
+import { getMsg, keyOf, registerMsg, uidOf } from '../helpers/keys.js';
 import { spawnKmipd } from '../helpers/process.js';
 import { need, softhsm } from '../helpers/requirements.js';
 import { createSoftHsm } from '../helpers/softhsm.js';
-
-function registerMsg(key: Buffer) {
-  return requestMessage(
-    [
-      {
-        operation: Enums.Operation.Register,
-        payload: [
-          T.enum(Tag.ObjectType, Enums.ObjectType.SymmetricKey),
-          T.struct(Tag.TemplateAttribute, [T.struct(Tag.Attribute, [T.text(Tag.AttributeName, 'Cryptographic Usage Mask'), T.int(Tag.AttributeValue, 12)])]),
-          T.struct(Tag.SymmetricKey, [
-            T.struct(Tag.KeyBlock, [
-              T.enum(Tag.KeyFormatType, Enums.KeyFormatType.Raw),
-              T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, key)]),
-              T.enum(Tag.CryptographicAlgorithm, Enums.CryptographicAlgorithm.AES),
-              T.int(Tag.CryptographicLength, 256),
-            ]),
-          ]),
-        ],
-      },
-    ],
-    { version: '1.4' },
-  );
-}
-
-function getMsg(uid: string) {
-  return requestMessage([{ operation: Enums.Operation.Get, payload: [T.text(Tag.UniqueIdentifier, uid)] }], { version: '1.4' });
-}
-
-function firstUid(resp: StructureNode): string {
-  const p = itemResult(batchItems(resp)[0]!).payload;
-  const u = p?.value.find((n) => n.tag === Tag.UniqueIdentifier);
-  if (u?.type !== 'TextString') throw new Error('no uid');
-  return u.value;
-}
-
-function keyBytes(resp: StructureNode): Buffer | undefined {
-  const walk = (n: StructureNode): Buffer | undefined => {
-    for (const c of n.value) {
-      if (c.tag === Tag.KeyMaterial && c.type === 'ByteString') return Buffer.from(c.value);
-      if (c.type === 'Structure') {
-        const f = walk(c);
-        if (f) return f;
-      }
-    }
-    return undefined;
-  };
-  return walk(resp);
-}
 
 /** Every file under `dir`, recursively. */
 function files(dir: string): string[] {
@@ -90,7 +40,7 @@ for (const mode of ['root', 'direct'] as const) {
     let c = await KmipTestClient.connect(proc.port, creds);
     for (let i = 0; i < 10; i++) {
       const key = randomBytes(32);
-      keys.set(firstUid(await c.send(registerMsg(key))), key);
+      keys.set(uidOf(await c.send(registerMsg(key)))!, key);
     }
     await c.close();
     proc.child.kill('SIGTERM');
@@ -115,7 +65,7 @@ for (const mode of ['root', 'direct'] as const) {
     proc = await spawnKmipd(['serve', '--data', dataDir, '--host', '127.0.0.1', '--port', '0'], env);
     c = await KmipTestClient.connect(proc.port, creds);
     let same = 0;
-    for (const [uid, key] of keys) if (keyBytes(await c.send(getMsg(uid)))?.equals(key)) same++;
+    for (const [uid, key] of keys) if (keyOf(await c.send(getMsg(uid)))?.equals(key)) same++;
     t.equal(same, keys.size, 'keys created under the PKCS#11 master key survive a restart');
     await c.close();
     proc.child.kill('SIGTERM');
