@@ -33,40 +33,14 @@ import { attributeRule } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { generatePair, halfAttributes, pairResponse, readPairRequest, storePair, type PairParameters } from './create-key-pair.js';
 import { algorithmsFor, keyFacts, storedKey } from './key-formats.js';
+import { NOT_COPIED as REKEY_NOT_COPIED } from './rekey.js';
 import { dateNode, dateOf, enumOf, firstValue, intOf, isDestroyed, linkNode, linkType, loadObject, renumber, seconds, touched, withoutAttribute } from './lifecycle.js';
 
 const OT = Enums.ObjectType;
 const LT = Enums.LinkType;
 
-/** Not copied to a replacement: set anew by the server, or not set at all. */
-const NOT_COPIED = new Set([
-  'Unique Identifier',
-  'Object Type',
-  'State',
-  'Initial Date',
-  'Last Change Date',
-  'Fresh',
-  'Digest',
-  'Destroy Date',
-  'Compromise Occurrence Date',
-  'Compromise Date',
-  'Revocation Reason',
-  'Archive Date',
-  'Key Value Present',
-  'Key Value Location',
-  'Original Creation Date',
-  'Random Number Generator',
-  'Short Unique Identifier',
-  'Always Sensitive',
-  'Never Extractable',
-  'Activation Date',
-  'Process Start Date',
-  'Protect Stop Date',
-  'Deactivation Date',
-  'Usage Limits',
-  'Cryptographic Algorithm',
-  'Cryptographic Length',
-]);
+/** As for ReKey, and algorithm and length come with the new pair's own parameters. */
+const NOT_COPIED = new Set([...REKEY_NOT_COPIED, 'Cryptographic Algorithm', 'Cryptographic Length']);
 
 /** Links not carried to the replacement: the pair's own and the replacement chain. */
 const LINKS_NOT_COPIED: readonly number[] = [LT.ReplacementObjectLink, LT.ReplacedObjectLink, LT.PublicKeyLink, LT.PrivateKeyLink];

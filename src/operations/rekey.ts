@@ -53,7 +53,7 @@ import {
 const LT = Enums.LinkType;
 
 /** Not copied to the replacement: set anew by the server, or not set at all. */
-const NOT_COPIED = new Set([
+export const NOT_COPIED: ReadonlySet<string> = new Set([
   'Unique Identifier',
   'Object Type',
   'State',

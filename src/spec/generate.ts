@@ -336,5 +336,5 @@ const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fil
 if (isMain) {
   const path = generatedPath();
   writeFileSync(path, generate());
-  console.log(`wrote ${path}`);
+  process.stdout.write(`wrote ${path}\n`);
 }
