@@ -11,9 +11,9 @@
  * - Cryptographic Usage Mask matches objects having at least the requested bits; Usage Limits
  *   objects with at least the requested count and total; structured attributes (Link,
  *   Application Specific Information, Name with Name Type, ...) match on the fields given.
- * - Storage Status Mask (absent: on-line only). kmipd keeps no archived objects. In 2.x destroyed
- *   objects are found only with Destroyed Storage; 1.x has no such bit, and a destroyed object
- *   whose metadata is kept is on-line there.
+ * - Storage Status Mask (absent: on-line only). kmipd keeps no archived objects. Destroyed
+ *   objects are never on-line: 2.x finds them only with Destroyed Storage; 1.x, which has no
+ *   such bit, does not find them at all (as the OASIS 1.x SKFF test cases expect).
  * - Object Group Member: Group Member Fresh finds objects whose Fresh is true; Group Member
  *   Default finds the group's default object, which by kmipd's policy is its newest member.
  * - Offset Items (1.3+) skips, Maximum Items caps; Located Items (1.3+) counts every match.
@@ -265,7 +265,7 @@ export const locateHandler: OperationHandler = {
     // Storage Status Mask: which objects are searched at all.
     const online = (mask & SSM.OnLineStorage) !== 0;
     const destroyed = v2 && (mask & SSM.DestroyedStorage) !== 0;
-    const searchable = ALL_STATES.filter((s) => (v2 ? (isDestroyed(s) ? destroyed : online) : online));
+    const searchable = ALL_STATES.filter((s) => (isDestroyed(s) ? destroyed : online));
     if (searchable.length < ALL_STATES.length) plan.storedStates = intersect(plan.storedStates, searchable);
 
     if (member === Enums.ObjectGroupMember.GroupMemberFresh) plan.filters.push({ kind: 'equals', name: 'Fresh', value: true });
