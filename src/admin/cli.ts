@@ -22,14 +22,7 @@ import { type ServerState, openServerState } from '../server/server.js';
 import { type CertRecord, certificateInventory, expiringWithin } from './certs.js';
 import { doctorText, runDoctor } from './doctor.js';
 import { STALE_REVOCATION_REASON, type StaleKey, revokeKeys, staleKeys } from './usage.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from '../cli/output.js';
 
 function duration(): (v: string) => number {
   return (v) => {

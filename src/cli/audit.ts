@@ -17,14 +17,7 @@ import { MANIFEST } from '../server/datadir.js';
 import { silentLogger } from '../server/log.js';
 import { openServerState } from '../server/server.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from './output.js';
 
 function requireDataDir(dataDir: string): void {
   if (!existsSync(join(dataDir, MANIFEST))) throw new Error(`no kmipd data folder at ${resolve(dataDir)} (no ${MANIFEST}); give --data`);

@@ -13,14 +13,7 @@ import type { Command } from 'commander';
 import { restoreBackup, writeBackup } from '../server/backup.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
 import { NO_PROGRESS, progressBar } from './progress.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from './output.js';
 
 function fail(cmd: Command, what: string, e: unknown): never {
   cmd.error(`kmipd ${what}: ${(e as Error).message}`, { exitCode: 1, code: `kmipd.${what}` });

@@ -28,6 +28,7 @@ import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS } from '../pki/issue.js';
 import { signCsr } from '../pki/csr.js';
 import { pemEncode } from '../pki/der.js';
 import { readServerCert, rotateServerCert } from '../pki/rotate.js';
+import { writer } from './output.js';
 
 export const DEFAULT_DATA_DIR = './kmipd-data';
 
@@ -95,14 +96,6 @@ async function issue(cmd: Command, opts: IssueOptions): Promise<void> {
   ];
   if (replaced.length > 0) lines.push(`  (replaced the existing ${replaced.map((p) => resolve(p)).join(' and ')})`);
   out(lines.join('\n') + '\n');
-}
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
 }
 
 function collect(v: string, prev: string[]): string[] {

@@ -14,6 +14,7 @@ import { encodeTtlv } from '../ttlv/encode.js';
 import { TtlvError } from '../ttlv/errors.js';
 import { HexParseError, parseHex, toHex } from '../ttlv/hex.js';
 import type { TtlvNode } from '../ttlv/types.js';
+import { writer } from './output.js';
 
 /** An input problem to report in one line: not a bug, so no stack trace. */
 class InputError extends Error {}
@@ -163,11 +164,6 @@ function guarded<A extends unknown[]>(name: string, body: (cmd: Command, ...args
       this.error(`kmipd ${name}: ${msg}`, { exitCode: 1, code: `kmipd.${name}` });
     }
   };
-}
-
-function writer(cmd: Command): (s: string) => void {
-  const w = cmd.configureOutput().writeOut;
-  return w ?? ((s: string) => void process.stdout.write(s));
 }
 
 export function register(program: Command): void {

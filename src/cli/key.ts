@@ -27,6 +27,7 @@ import { type ServerState, buildExecutor, openServerState } from '../server/serv
 import { Enums, Tag, enumValueByName, enumValueName, tagName } from '../spec/index.js';
 import { T, decodeTtlv, encodeTtlv, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
+import { writer } from './output.js';
 
 /** The identity the CLI's lifecycle operations run as (an admin of the in-process executor only). */
 export const CLI_ADMIN_IDENTITY = 'kmipd-cli-admin';
@@ -35,14 +36,6 @@ export const CLI_ADMIN_IDENTITY = 'kmipd-cli-admin';
 export const VCENTER_TAGS = ['x-Name', 'x-Component', 'x-Identifier'] as const;
 
 class KeyCliError extends Error {}
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
 
 /** Opens the data folder like the server does; refuses a folder that is not one (no first run here). */
 async function openData(dataDir: string): Promise<ServerState> {

@@ -19,14 +19,7 @@
 import { type Command, Option } from 'commander';
 import { type KeyStatus, type MasterChangeResult, keyStatus, migrateMaster, rollbackMaster, rotateMaster } from '../server/key-admin.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from './output.js';
 
 function fail(cmd: Command, what: string, e: unknown): never {
   cmd.error(`kmipd master ${what}: ${(e as Error).message}`, { exitCode: 1, code: 'kmipd.master' });

@@ -14,14 +14,7 @@ import type { Command } from 'commander';
 import { writeFileAtomic } from '../pki/store.js';
 import { bundlePassphrase, buildNodeBundle, joinFromBundle, sealBundle } from '../server/node-bundle.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from './output.js';
 
 function fail(cmd: Command, what: string, e: unknown): never {
   cmd.error(`kmipd node ${what}: ${(e as Error).message}`, { exitCode: 1, code: 'kmipd.node' });

@@ -16,14 +16,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { RewrapProgress } from '../crypto/rotation.js';
 import { type RootRotateResult, rotateRoot } from '../server/key-admin.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from './output.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {

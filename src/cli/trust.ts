@@ -22,16 +22,9 @@ import {
   removeTrust,
 } from '../pki/trust.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
+import { writer } from './output.js';
 
 const APPLIED = 'a running kmipd applies this to new connections within a few seconds, without a restart';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
 
 function fail(cmd: Command, what: string, e: unknown, code: string): never {
   cmd.error(`kmipd trust ${what}: ${(e as Error).message}`, { exitCode: 1, code });

@@ -14,14 +14,7 @@ import { type ConfigReport, checkConfig, defaultDataDir } from './load.js';
 import { redactManifest } from './manifest.js';
 import type { SecretLocation } from './secrets.js';
 import { SETTINGS, type Source, settingValue } from './settings.js';
-
-function writer(cmd: Command): (s: string) => void {
-  return (s) => {
-    const w = cmd.configureOutput().writeOut;
-    if (w) w(s);
-    else process.stdout.write(s);
-  };
-}
+import { writer } from '../cli/output.js';
 
 const SOURCE_TEXT: Record<Source, string> = { flag: 'flag', env: 'environment', file: MANIFEST, default: 'default' };
 
