@@ -2,7 +2,7 @@ import t from 'tap';
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { fdatasync, fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,13 +21,21 @@ function tempDir(): string {
   return d;
 }
 
+function fstatIno(fd: number): number {
+  return fstatSync(fd).ino;
+}
+
+function fdatasyncP(fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+}
+
 function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
 t.test('KeyStore suite on SQLite', (t) => keystoreSuite(t, () => openSqliteStore(join(tempDir(), 'keys.db'))));
 
-t.test('creates the database file with mode 0600, WAL and synchronous=FULL', async (t) => {
+t.test('creates the database file with mode 0600, in WAL mode', async (t) => {
   const file = join(tempDir(), 'keys.db');
   const s = await openSqliteStore(file);
   t.equal(statSync(file).mode & 0o777, 0o600, 'mode 0600');
@@ -58,6 +66,59 @@ t.test('data survives close and reopen; close flushes queued writes', async (t) 
   t.equal((await s2.rootKeys()).length, 1);
   t.equal(await s2.getMeta('schema_version'), String(LATEST_SCHEMA_VERSION));
   await s2.close();
+});
+
+t.test('nothing is acknowledged before the WAL flush returns; one flush at a time covers later commits', async (t) => {
+  const file = join(tempDir(), 'keys.db');
+  const flushes: { fd: number; release: () => void }[] = [];
+  const s = await openSqliteStore(file, {
+    flushWal: (fd) => new Promise<void>((release) => flushes.push({ fd, release })),
+  });
+  const a = makeObject();
+  let aDone = false;
+  const pa = s.insert(a).then(() => (aDone = true));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  t.equal(flushes.length, 1, 'the group committed and asked for a flush');
+  t.ok(statSync(`${file}-wal`).size > 0, 'the commit is in the WAL');
+  t.equal(fstatIno(flushes[0]!.fd), statSync(`${file}-wal`).ino, 'the flush is of the WAL file');
+  t.notOk(aDone, 'not acknowledged while the flush runs');
+  assertSameObject(t, await s.get(a.uid), a, 'readers see the committed row');
+  // Committed while the first flush runs: waits for a second flush, started after the first.
+  const b = makeObject();
+  let bDone = false;
+  const pb = s.insert(b).then(() => (bDone = true));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  t.equal(flushes.length, 1, 'no second flush while one runs');
+  flushes[0]!.release();
+  await pa;
+  t.ok(aDone, 'acknowledged after its flush');
+  await new Promise((r) => setImmediate(r));
+  t.notOk(bDone, 'the later commit waits for its own flush');
+  t.equal(flushes.length, 2, 'its flush started when the first returned');
+  flushes[1]!.release();
+  await pb;
+  t.ok(bDone);
+  const closing = s.close();
+  await closing;
+});
+
+t.test('a failed WAL flush fails its writes and every later write; reads go on', async (t) => {
+  const file = join(tempDir(), 'keys.db');
+  let fail = false;
+  const s = await openSqliteStore(file, {
+    flushWal: (fd) => (fail ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : fdatasyncP(fd)),
+  });
+  t.teardown(() => s.close());
+  const a = makeObject();
+  await s.insert(a);
+  fail = true;
+  await t.rejects(s.insert(makeObject()), { name: 'KeyStoreUnavailableError', message: /write-ahead log.*EIO.*restart/ });
+  fail = false;
+  await t.rejects(s.insert(makeObject()), { name: 'KeyStoreUnavailableError' }, 'no write is acknowledged after a failed flush, even if a flush would now succeed');
+  await t.rejects(s.setMeta('k', 'v'), { name: 'KeyStoreUnavailableError' });
+  assertSameObject(t, await s.get(a.uid), a, 'reads still work');
 });
 
 t.test('group commit: concurrent writes share one transaction', async (t) => {
