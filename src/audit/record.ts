@@ -59,15 +59,18 @@ export function clip(s: string): string {
   return s.length <= MAX_VALUE_CHARS ? s : `${s.slice(0, MAX_VALUE_CHARS)}…[${s.length - MAX_VALUE_CHARS} more]`;
 }
 
+/** `"name":` of each field, made once. */
+const KEY_PREFIX: Readonly<Record<Field, string>> = Object.fromEntries(FIELD_ORDER.map((f) => [f, `${JSON.stringify(f)}:`])) as Record<Field, string>;
+
 function serialize(r: Partial<AuditRecord>, withHash: boolean): string {
-  const parts: string[] = [];
+  let out = '';
   for (const f of FIELD_ORDER) {
     if (f === 'hash' && !withHash) continue;
     const v = r[f];
     if (v === undefined) continue;
-    parts.push(`${JSON.stringify(f)}:${JSON.stringify(v)}`);
+    out += `${out.length === 0 ? '{' : ','}${KEY_PREFIX[f]}${JSON.stringify(v)}`;
   }
-  return `{${parts.join(',')}}`;
+  return out.length === 0 ? '{}' : `${out}}`;
 }
 
 /** The canonical bytes of `r` without `hash` (what the hash, and an anchor's MAC, cover). */
@@ -84,7 +87,8 @@ export function seal(body: RecordBody): { record: AuditRecord; line: string } {
   const text = canonicalBody(body);
   const hash = chainHash(body.prev, text);
   const record: AuditRecord = { ...body, hash };
-  return { record, line: serialize(record, true) };
+  // `hash` is the last field: the line is the body with it appended (what serialize(record, true) gives).
+  return { record, line: `${text.slice(0, -1)},${KEY_PREFIX.hash}${JSON.stringify(hash)}}` };
 }
 
 export type ParseResult = { ok: true; record: AuditRecord } | { ok: false; error: string; seq?: number };
