@@ -19,7 +19,7 @@ import { LATEST_SCHEMA_VERSION, SCHEMA_VERSION_KEY } from '../keystore/migration
 import type { KeyStore } from '../keystore/types.js';
 import { loadServerPair } from '../pki/rotate.js';
 import { loadCa, pkiPaths } from '../pki/store.js';
-import { loadTrustSnapshot } from '../pki/trust.js';
+import { ekuRefusal, loadTrustSnapshot } from '../pki/trust.js';
 import { MANIFEST, readManifest, type Manifest } from '../server/datadir.js';
 import { openMasterConfig, selectMasterConfig } from '../server/master-versions.js';
 import { pkcs11Pin } from '../server/server.js';
@@ -154,8 +154,10 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     const uid = process.getuid?.();
     const problems: string[] = [];
     const fixes: string[] = [];
+    // Open to every user: a failure; to the group: a warning.
+    const world = (m & 0o007) !== 0;
     if ((m & 0o077) !== 0) {
-      problems.push(`mode ${octal(m)} lets other users in`);
+      problems.push(`mode ${octal(m)} lets ${world ? 'every user' : 'its group'} in`);
       fixes.push(`chmod 700 ${dir}`);
     }
     if (uid !== undefined && st.uid !== uid) {
@@ -167,7 +169,7 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     } catch {
       problems.push('not readable and writable by this user');
     }
-    if (problems.length > 0) add('data directory', problems.some((p) => p.startsWith('not')) ? 'fail' : 'warn', `${dir}: ${problems.join('; ')}`, fixes.join('; ') || undefined);
+    if (problems.length > 0) add('data directory', world || problems.some((p) => p.startsWith('not')) ? 'fail' : 'warn', `${dir}: ${problems.join('; ')}`, fixes.join('; ') || undefined);
     else add('data directory', 'ok', `${dir}, mode ${octal(m)}`);
   }
 
@@ -199,9 +201,17 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     const p = pkiPaths(dir);
     const files = [p.caKey, p.serverKey];
     if (manifest.master.kind === 'software') files.push(join(dir, manifest.master.file));
-    if (manifest.keystore.kind === 'sqlite') files.push(join(dir, manifest.keystore.file));
-    const loose = files.filter((f) => existsSync(f) && (mode(f) & 0o077) !== 0);
-    if (loose.length > 0) add('private files', 'warn', loose.map((f) => `${f} has mode ${octal(mode(f))}`).join('; '), `chmod 600 ${loose.join(' ')}`);
+    if (manifest.keystore.kind === 'sqlite') {
+      const ks = join(dir, manifest.keystore.file);
+      files.push(ks, `${ks}-wal`, `${ks}-shm`);
+    }
+    const present = files.filter((f) => existsSync(f));
+    // Readable by anyone: a failure (a key to copy). Readable by the group: a warning.
+    const world = present.filter((f) => (mode(f) & 0o007) !== 0);
+    const group = present.filter((f) => (mode(f) & 0o070) !== 0 && !world.includes(f));
+    const text = (l: string[]): string => l.map((f) => `${f} has mode ${octal(mode(f))}`).join('; ');
+    if (world.length > 0) add('private files', 'fail', `other users can read or change them: ${text(world)}${group.length ? `; ${text(group)}` : ''}`, `chmod 600 ${[...world, ...group].join(' ')}`);
+    else if (group.length > 0) add('private files', 'warn', text(group), `chmod 600 ${group.join(' ')}`);
     else add('private files', 'ok', 'private keys, master key and keystore are readable by their owner only');
   }
 
@@ -299,14 +309,22 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     });
 
     // ---- trust store -------------------------------------------------------------------------------
-    try {
-      const snap = loadTrustSnapshot(dir, loadCa(dir).certPem, now);
-      add('trust store', 'ok', `kmipd CA + ${snap.entries.filter((e) => e.kind === 'ca').length} trusted CA(s), ${snap.pins.size} pinned certificate(s)`);
-    } catch (e) {
-      add('trust store', 'fail', (e as Error).message, 'repair DIR/trust/index.json from a backup, or re-add the entries with `kmipd trust add-ca` / `add-cert`');
-    }
+  try {
+    const snap = loadTrustSnapshot(dir, loadCa(dir).certPem, now);
+    // A pinned certificate the server would refuse anyway (the index edited by hand, or restored).
+    const refused = [...snap.pins.values()].flatMap((p) => {
+      const why = ekuRefusal(p.cert);
+      return why ? [`pinned certificate ${p.name}: ${why}`] : [];
+    });
+    const notCa = snap.anchors.filter((a) => !a.cert.ca).map((a) => `trusted CA ${a.name} is not a CA certificate (basicConstraints CA:true missing): no client chains to it`);
+    const problems = [...refused, ...notCa];
+    if (problems.length > 0) add('trust store', 'fail', problems.join('; '), 'remove the entry (`kmipd trust remove NAME`) and add the right certificate (`kmipd trust add-cert` / `add-ca`)');
+    else add('trust store', 'ok', `kmipd CA + ${snap.anchors.length - 1} trusted CA(s), ${snap.pins.size} pinned certificate(s)`);
+  } catch (e) {
+    add('trust store', 'fail', (e as Error).message, 'repair DIR/trust/index.json from a backup, or re-add the entries with `kmipd trust add-ca` / `add-cert`');
+  }
 
-    // ---- ports -------------------------------------------------------------------------------------
+  // ---- ports -------------------------------------------------------------------------------------
     if (settings) {
       await guard('ports', async () => {
         const ourSha = pairOk ? new X509Certificate(loadServerPair(dir, loadCa(dir).certPem).certPem).fingerprint256 : undefined;
