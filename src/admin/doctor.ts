@@ -5,7 +5,7 @@
  * master key only wraps the canary value in memory. (A PostgreSQL keystore is opened the way the
  * server opens it.) Checks that depend on an earlier one are skipped when it failed.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -260,12 +260,26 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
         let master: MasterKeyProvider | undefined;
         try {
           master = await openMasterConfig(dir, sel.config, { pin: (c) => pkcs11Pin(dir, c) });
-          if (isHsm) add('HSM', 'ok', `token "${sel.config.kind === 'pkcs11' ? sel.config.token : ''}" reachable, master key found`);
         } catch (e) {
           if (isHsm) add('HSM', 'fail', `cannot open the master key in the HSM: ${(e as Error).message}`, 'check that the HSM (or its network) is up, the PKCS#11 module path, the token label and the PIN');
           else add('master key', 'fail', (e as Error).message, 'restore the master key file from its backup (mode 0600); without it the keys cannot be opened');
         }
         if (master) {
+          // A test wrap and unwrap of random bytes: with an HSM, real operations on the token.
+          let roundTrip: string | undefined;
+          try {
+            const probe = randomBytes(32);
+            const back = await master.unwrap(await master.wrap(probe));
+            if (!back.equals(probe)) roundTrip = 'the unwrapped bytes differ from those wrapped';
+          } catch (e) {
+            roundTrip = (e as Error).message;
+          }
+          const token = sel.config.kind === 'pkcs11' ? sel.config.token : '';
+          if (roundTrip !== undefined) {
+            add(isHsm ? 'HSM' : 'master key', 'fail', `a test wrap/unwrap round trip failed: ${roundTrip}`, isHsm ? 'check the HSM (its log, its sessions, the key object); `kmipd master status`' : undefined);
+          } else if (isHsm) {
+            add('HSM', 'ok', `token "${token}": logged in, master key found, test wrap/unwrap round trip ok`);
+          }
           try {
             const r = await checkCanary(master, reader);
             if (r === 'verified') add('master key', 'ok', `${master.kind}:${master.keyId} reproduces the keystore's canary`);
