@@ -82,6 +82,25 @@ t.test('HOST:PORT parsing', async (t) => {
   t.throws(() => parseLiveTarget('host:port'), /not HOST:PORT/);
 });
 
+t.test('the command line: --live needs --ca, --cert and --key; they need --live', async (t) => {
+  const f = files('args', creds);
+  const noKey = await runKmipd(['doctor', '--live', `127.0.0.1:${srv.port}`, '--ca', f.ca, '--cert', f.cert]);
+  t.equal(noKey.exitCode, 1);
+  t.match(noKey.err, /kmipd doctor: --live needs --key FILE/);
+  const noLive = await runKmipd(['doctor', '--data', srv.dataDir, '--cert', f.cert]);
+  t.equal(noLive.exitCode, 1);
+  t.match(noLive.err, /--cert go with --live HOST:PORT/);
+  const badTarget = await runKmipd(['doctor', '--live', 'kms:99999', '--ca', f.ca, '--cert', f.cert, '--key', f.key]);
+  t.equal(badTarget.exitCode, 1);
+  t.match(badTarget.err, /not HOST:PORT/);
+  const missingFile = await runKmipd(['doctor', '--live', `127.0.0.1:${srv.port}`, '--ca', join(tmp, 'nope.crt'), '--cert', f.cert, '--key', f.key]);
+  t.equal(missingFile.exitCode, 1);
+  t.match(missingFile.err, /--ca .*nope\.crt cannot be read/);
+  const badTimeout = await runKmipd(['doctor', '--live', `127.0.0.1:${srv.port}`, '--ca', f.ca, '--cert', f.cert, '--key', f.key, '--timeout', '0']);
+  t.equal(badTimeout.exitCode, 1);
+  t.match(badTimeout.err, /--timeout: must be a whole number of milliseconds/);
+});
+
 t.test('a healthy server: every step ok, the probe key removed, exit 0', async (t) => {
   const r = await runLiveDoctor({ host: '127.0.0.1', port: srv.port, caPem: creds.ca, certPem: creds.cert, keyPem: creds.key });
   t.same(
