@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SECRETS } from '../../src/config/secrets.js';
 import { defaultSettings, startOpsServer } from '../admin/_ops.js';
+import { kmipdCommand } from '../helpers/process.js';
 import { REPO_ROOT } from '../helpers/requirements.js';
 
 const UNIT = join(REPO_ROOT, 'contrib', 'systemd', 'kmipd.service');
@@ -60,6 +61,26 @@ t.test('the unit: a dedicated user, its state directory, reload, readiness, sand
   }
   t.same(svc.get('SystemCallFilter'), ['@system-service', '~@privileged']);
   t.ok(!svc.has('MemoryDenyWriteExecute'), "not MemoryDenyWriteExecute (V8's JIT)");
+});
+
+t.test('ExecStartPre: config check before every start but the first', async (t) => {
+  const pre = one('ExecStartPre') ?? '';
+  const m = /^\/bin\/sh -c '([^']+)'$/.exec(pre);
+  t.ok(m, pre);
+  const script = (dir: string): string => {
+    const k = kmipdCommand([]);
+    const kmipd = [k.command, ...k.args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+    return m![1]!.replaceAll('/usr/local/bin/kmipd', kmipd).replaceAll('/var/lib/kmipd', dir);
+  };
+  const sh = (dir: string) => spawnSync('/bin/sh', ['-c', script(dir)], { encoding: 'utf8', env: kmipdCommand([]).env, timeout: 120_000 });
+  const dir = mkdtempSync(join(tmpdir(), 'kmipd-unit-state-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const first = sh(dir);
+  t.equal(first.status, 0, `an empty state directory (the first start) passes: ${first.stderr}`);
+  writeFileSync(join(dir, 'kmipd.json'), JSON.stringify({ format: 1, server: { prot: 5696 } }));
+  const broken = sh(dir);
+  t.equal(broken.status, 1, 'a broken kmipd.json stops the start');
+  t.match(broken.stderr, /^kmipd config check: .*kmipd\.json: /, "the check ran and names the file");
 });
 
 t.test('LoadCredential lines name exactly the credentials kmipd reads (commented: each is optional)', async (t) => {
