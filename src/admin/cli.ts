@@ -4,11 +4,13 @@
  *   kmipd cert list  --data DIR [--expiring 30d] [--json]      every certificate kmipd uses or trusts
  *   kmipd key stale  --data DIR --unused-for 180d [--json] [--revoke --yes [--reason R]]
  *   kmipd doctor     --data DIR [--json]                       a checklist with fixes; exit 1 on a failure
+ *   kmipd doctor     --live HOST:PORT --ca F --cert F --key F [--data DIR] [--timeout MS] [--json]
+ *                                                              a vCenter-shaped session against a running server
  *
  * `cert list` and `key stale` join the existing `kmipd cert` and `kmipd key` groups (registered
  * after them in src/cli/commands.ts).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { defaultDataDir } from '../config/load.js';
@@ -21,6 +23,7 @@ import { silentLogger } from '../server/log.js';
 import { type ServerState, openServerState } from '../server/server.js';
 import { type CertRecord, certificateInventory, expiringWithin } from './certs.js';
 import { doctorText, runDoctor } from './doctor.js';
+import { DEFAULT_LIVE_TIMEOUT_MS, type LiveOptions, liveText, parseLiveTarget, runLiveDoctor } from './doctor-live.js';
 import { STALE_REVOCATION_REASON, type StaleKey, revokeKeys, staleKeys } from './usage.js';
 import { writer } from '../cli/output.js';
 
@@ -180,12 +183,68 @@ export function register(program: Command): void {
 
   program
     .command('doctor')
-    .description('check a data directory as an operator would (permissions, manifest, keystore integrity, master key, certificates, trust, ports, HSM, clock); exit 1 on any failure')
-    .option('--data <dir>', 'kmipd data directory (default: KMIPD_DATA, else ./kmipd-data)')
+    .description(
+      'check a data directory as an operator would (permissions, manifest, keystore integrity, master key, certificates, trust, ports, HSM, clock); ' +
+        'with --live, replay a vCenter-shaped KMIP session against a running server, step by step; exit 1 on any failure',
+    )
+    .option('--data <dir>', 'kmipd data directory (default without --live: KMIPD_DATA, else ./kmipd-data)')
+    .option('--live <host:port>', 'a running KMIP server to replay a vCenter session against (needs --ca, --cert, --key)')
+    .option('--ca <file>', "with --live: the CA certificate (PEM) the server's certificate must chain to")
+    .option('--cert <file>', 'with --live: the client certificate (PEM)')
+    .option('--key <file>', 'with --live: the client private key (PEM, unencrypted)')
+    .option('--timeout <ms>', `with --live: deadline of each connection and each request (default ${DEFAULT_LIVE_TIMEOUT_MS})`, positiveInt('--timeout'))
     .option('--json', 'JSON output')
-    .action(async (opts: { data?: string; json?: boolean }, cmd: Command) => {
-      const r = await runDoctor(opts.data ?? defaultDataDir());
-      writer(cmd)(opts.json ? JSON.stringify(r, null, 2) + '\n' : doctorText(r));
-      if (!r.ok) cmd.error('kmipd doctor: some checks failed (see above)', { exitCode: 1, code: 'kmipd.doctor' });
+    .action(async (opts: DoctorCliOptions, cmd: Command) => {
+      const out = writer(cmd);
+      const fail = (msg: string): never => cmd.error(`kmipd doctor: ${msg}`, { exitCode: 1, code: 'kmipd.doctor' });
+      if (opts.live === undefined) {
+        const given = (['ca', 'cert', 'key', 'timeout'] as const).filter((k) => opts[k] !== undefined);
+        if (given.length > 0) fail(`${given.map((k) => `--${k}`).join(', ')} go with --live HOST:PORT`);
+        const r = await runDoctor(opts.data ?? defaultDataDir());
+        out(opts.json ? JSON.stringify(r, null, 2) + '\n' : doctorText(r));
+        if (!r.ok) fail('some checks failed (see above)');
+        return;
+      }
+      let target;
+      try {
+        target = parseLiveTarget(opts.live);
+      } catch (e) {
+        return fail((e as Error).message);
+      }
+      const missing = (['ca', 'cert', 'key'] as const).filter((k) => opts[k] === undefined);
+      if (missing.length > 0) fail(`--live needs ${missing.map((k) => `--${k} FILE`).join(', ')}`);
+      const read = (flag: string, file: string): string => {
+        try {
+          return readFileSync(file, 'utf8');
+        } catch (e) {
+          return fail(`${flag} ${file} cannot be read: ${(e as Error).message}`);
+        }
+      };
+      const live: LiveOptions = { ...target, caPem: read('--ca', opts.ca!), certPem: read('--cert', opts.cert!), keyPem: read('--key', opts.key!) };
+      if (opts.timeout !== undefined) live.timeoutMs = opts.timeout;
+      const data = opts.data !== undefined ? await runDoctor(opts.data) : undefined;
+      const lr = await runLiveDoctor(live);
+      const ok = lr.ok && (data?.ok ?? true);
+      if (opts.json) out(JSON.stringify({ ok, ...(data ? { data } : {}), live: lr }, null, 2) + '\n');
+      else out((data ? doctorText(data) + '\n' : '') + liveText(lr));
+      if (!ok) fail(lr.ok ? 'some checks failed (see above)' : 'the live session failed (see above)');
     });
+}
+
+interface DoctorCliOptions {
+  data?: string;
+  live?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  timeout?: number;
+  json?: boolean;
+}
+
+function positiveInt(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag}: must be a whole number of milliseconds, at least 1`);
+    return n;
+  };
 }

@@ -5,7 +5,7 @@
  * master key only wraps the canary value in memory. (A PostgreSQL keystore is opened the way the
  * server opens it.) Checks that depend on an earlier one are skipped when it failed.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -19,7 +19,7 @@ import { LATEST_SCHEMA_VERSION, SCHEMA_VERSION_KEY } from '../keystore/migration
 import type { KeyStore } from '../keystore/types.js';
 import { loadServerPair } from '../pki/rotate.js';
 import { loadCa, pkiPaths } from '../pki/store.js';
-import { loadTrustSnapshot } from '../pki/trust.js';
+import { ekuRefusal, loadTrustSnapshot } from '../pki/trust.js';
 import { MANIFEST, readManifest, type Manifest } from '../server/datadir.js';
 import { openMasterConfig, selectMasterConfig } from '../server/master-versions.js';
 import { pkcs11Pin } from '../server/server.js';
@@ -154,8 +154,10 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     const uid = process.getuid?.();
     const problems: string[] = [];
     const fixes: string[] = [];
+    // Open to every user: a failure; to the group: a warning.
+    const world = (m & 0o007) !== 0;
     if ((m & 0o077) !== 0) {
-      problems.push(`mode ${octal(m)} lets other users in`);
+      problems.push(`mode ${octal(m)} lets ${world ? 'every user' : 'its group'} in`);
       fixes.push(`chmod 700 ${dir}`);
     }
     if (uid !== undefined && st.uid !== uid) {
@@ -167,7 +169,7 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     } catch {
       problems.push('not readable and writable by this user');
     }
-    if (problems.length > 0) add('data directory', problems.some((p) => p.startsWith('not')) ? 'fail' : 'warn', `${dir}: ${problems.join('; ')}`, fixes.join('; ') || undefined);
+    if (problems.length > 0) add('data directory', world || problems.some((p) => p.startsWith('not')) ? 'fail' : 'warn', `${dir}: ${problems.join('; ')}`, fixes.join('; ') || undefined);
     else add('data directory', 'ok', `${dir}, mode ${octal(m)}`);
   }
 
@@ -199,9 +201,17 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     const p = pkiPaths(dir);
     const files = [p.caKey, p.serverKey];
     if (manifest.master.kind === 'software') files.push(join(dir, manifest.master.file));
-    if (manifest.keystore.kind === 'sqlite') files.push(join(dir, manifest.keystore.file));
-    const loose = files.filter((f) => existsSync(f) && (mode(f) & 0o077) !== 0);
-    if (loose.length > 0) add('private files', 'warn', loose.map((f) => `${f} has mode ${octal(mode(f))}`).join('; '), `chmod 600 ${loose.join(' ')}`);
+    if (manifest.keystore.kind === 'sqlite') {
+      const ks = join(dir, manifest.keystore.file);
+      files.push(ks, `${ks}-wal`, `${ks}-shm`);
+    }
+    const present = files.filter((f) => existsSync(f));
+    // Readable by anyone: a failure (a key to copy). Readable by the group: a warning.
+    const world = present.filter((f) => (mode(f) & 0o007) !== 0);
+    const group = present.filter((f) => (mode(f) & 0o070) !== 0 && !world.includes(f));
+    const text = (l: string[]): string => l.map((f) => `${f} has mode ${octal(mode(f))}`).join('; ');
+    if (world.length > 0) add('private files', 'fail', `other users can read or change them: ${text(world)}${group.length ? `; ${text(group)}` : ''}`, `chmod 600 ${[...world, ...group].join(' ')}`);
+    else if (group.length > 0) add('private files', 'warn', text(group), `chmod 600 ${group.join(' ')}`);
     else add('private files', 'ok', 'private keys, master key and keystore are readable by their owner only');
   }
 
@@ -250,12 +260,26 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
         let master: MasterKeyProvider | undefined;
         try {
           master = await openMasterConfig(dir, sel.config, { pin: (c) => pkcs11Pin(dir, c) });
-          if (isHsm) add('HSM', 'ok', `token "${sel.config.kind === 'pkcs11' ? sel.config.token : ''}" reachable, master key found`);
         } catch (e) {
           if (isHsm) add('HSM', 'fail', `cannot open the master key in the HSM: ${(e as Error).message}`, 'check that the HSM (or its network) is up, the PKCS#11 module path, the token label and the PIN');
           else add('master key', 'fail', (e as Error).message, 'restore the master key file from its backup (mode 0600); without it the keys cannot be opened');
         }
         if (master) {
+          // A test wrap and unwrap of random bytes: with an HSM, real operations on the token.
+          let roundTrip: string | undefined;
+          try {
+            const probe = randomBytes(32);
+            const back = await master.unwrap(await master.wrap(probe));
+            if (!back.equals(probe)) roundTrip = 'the unwrapped bytes differ from those wrapped';
+          } catch (e) {
+            roundTrip = (e as Error).message;
+          }
+          const token = sel.config.kind === 'pkcs11' ? sel.config.token : '';
+          if (roundTrip !== undefined) {
+            add(isHsm ? 'HSM' : 'master key', 'fail', `a test wrap/unwrap round trip failed: ${roundTrip}`, isHsm ? 'check the HSM (its log, its sessions, the key object); `kmipd master status`' : undefined);
+          } else if (isHsm) {
+            add('HSM', 'ok', `token "${token}": logged in, master key found, test wrap/unwrap round trip ok`);
+          }
           try {
             const r = await checkCanary(master, reader);
             if (r === 'verified') add('master key', 'ok', `${master.kind}:${master.keyId} reproduces the keystore's canary`);
@@ -299,14 +323,22 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
     });
 
     // ---- trust store -------------------------------------------------------------------------------
-    try {
-      const snap = loadTrustSnapshot(dir, loadCa(dir).certPem, now);
-      add('trust store', 'ok', `kmipd CA + ${snap.entries.filter((e) => e.kind === 'ca').length} trusted CA(s), ${snap.pins.size} pinned certificate(s)`);
-    } catch (e) {
-      add('trust store', 'fail', (e as Error).message, 'repair DIR/trust/index.json from a backup, or re-add the entries with `kmipd trust add-ca` / `add-cert`');
-    }
+  try {
+    const snap = loadTrustSnapshot(dir, loadCa(dir).certPem, now);
+    // A pinned certificate the server would refuse anyway (the index edited by hand, or restored).
+    const refused = [...snap.pins.values()].flatMap((p) => {
+      const why = ekuRefusal(p.cert);
+      return why ? [`pinned certificate ${p.name}: ${why}`] : [];
+    });
+    const notCa = snap.anchors.filter((a) => !a.cert.ca).map((a) => `trusted CA ${a.name} is not a CA certificate (basicConstraints CA:true missing): no client chains to it`);
+    const problems = [...refused, ...notCa];
+    if (problems.length > 0) add('trust store', 'fail', problems.join('; '), 'remove the entry (`kmipd trust remove NAME`) and add the right certificate (`kmipd trust add-cert` / `add-ca`)');
+    else add('trust store', 'ok', `kmipd CA + ${snap.anchors.length - 1} trusted CA(s), ${snap.pins.size} pinned certificate(s)`);
+  } catch (e) {
+    add('trust store', 'fail', (e as Error).message, 'repair DIR/trust/index.json from a backup, or re-add the entries with `kmipd trust add-ca` / `add-cert`');
+  }
 
-    // ---- ports -------------------------------------------------------------------------------------
+  // ---- ports -------------------------------------------------------------------------------------
     if (settings) {
       await guard('ports', async () => {
         const ourSha = pairOk ? new X509Certificate(loadServerPair(dir, loadCa(dir).certPem).certPem).fingerprint256 : undefined;

@@ -9,6 +9,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DoctorReport, runDoctor } from '../../src/admin/doctor.js';
+import { X509Certificate } from 'node:crypto';
+import { issueServerCert, loadCa } from '../../src/pki/index.js';
 import { trustPaths } from '../../src/pki/trust.js';
 import { runKmipd } from '../helpers/cli.js';
 import { defaultSettings, startOpsServer, type OpsServer } from './_ops.js';
@@ -78,9 +80,11 @@ t.test('a broken data directory: each failure with its fix, exit 1', async (t) =
 
   const r = await runDoctor(bad, { env: {}, probeTimeoutMs: 300 });
   t.equal(r.ok, false);
-  t.same(status(r, 'data directory'), ['warn']);
+  t.same(status(r, 'data directory'), ['fail'], 'open to every user');
+  t.match(check(r, 'data directory')?.detail, /mode 0755 lets every user in/);
   t.match(check(r, 'data directory')?.fix, /chmod 700/);
-  t.same(status(r, 'private files'), ['warn']);
+  t.same(status(r, 'private files'), ['fail'], 'a private key readable by every user');
+  t.match(check(r, 'private files')?.detail, /other users can read or change them: .*ca\.key has mode 0644/);
   t.match(check(r, 'private files')?.fix, /chmod 600 .*ca\.key/);
   t.same(status(r, 'manifest and configuration'), ['fail']);
   t.match(check(r, 'manifest and configuration')?.detail, /server\.limits\.maxInFlight: must be an integer from 1 to 100000/);
@@ -93,7 +97,7 @@ t.test('a broken data directory: each failure with its fix, exit 1', async (t) =
   const cli = await runKmipd(['doctor', '--data', bad]);
   t.equal(cli.exitCode, 1);
   t.match(cli.out, /\[FAIL\] master key: wrong master key.*\n {9}fix: put back the master key/);
-  t.match(cli.out, /\[warn\] data directory: .*mode 0755/);
+  t.match(cli.out, /\[FAIL\] data directory: .*mode 0755/);
   t.match(cli.err, /some checks failed/);
 });
 
@@ -120,4 +124,43 @@ t.test('a damaged keystore, a port held by another program, a clock gone back', 
 
   const none = await runDoctor(join(bad, 'nope'), { env: {} });
   t.same(none.checks.map((c) => `${c.name}:${c.status}`), ['data directory:fail']);
+});
+
+t.test('group access is a warning; expired certificates and a pinned certificate without clientAuth are failures', async (t) => {
+  await srv.stop();
+  const bad = mkdtempSync(join(tmpdir(), 'kmipd-doctor-bad3-'));
+  cleanup.push(bad);
+  cpSync(good, bad, { recursive: true });
+  setServerSection(bad, { host: '127.0.0.1', port: 0 });
+  chmodSync(bad, 0o750);
+  chmodSync(join(bad, 'pki', 'server.key'), 0o640);
+  // A pinned "client" certificate whose EKU is serverAuth only: the server would refuse it.
+  const web = new X509Certificate((await issueServerCert(loadCa(bad), { commonName: 'web', sans: ['web.example'] })).certPem);
+  const entry = {
+    kind: 'pinned',
+    name: 'web',
+    sha256: web.fingerprint256,
+    subject: web.subject,
+    issuer: web.issuer,
+    notBefore: new Date(web.validFrom).toISOString(),
+    notAfter: new Date(web.validTo).toISOString(),
+    addedAt: new Date().toISOString(),
+    pem: web.toString(),
+  };
+  writeFileSync(trustPaths(bad).index, JSON.stringify({ format: 1, entries: [entry] }));
+
+  const r = await runDoctor(bad, { env: {} });
+  t.equal(r.ok, false);
+  t.same(status(r, 'data directory'), ['warn']);
+  t.match(check(r, 'data directory')?.detail, /mode 0750 lets its group in/);
+  t.same(status(r, 'private files'), ['warn']);
+  t.match(check(r, 'private files')?.detail, /server\.key has mode 0640/);
+  t.same(status(r, 'trust store'), ['fail']);
+  t.match(check(r, 'trust store')?.detail, /pinned certificate web: the certificate's extended key usage \(serverAuth\) does not allow TLS client authentication/);
+
+  // Years later: every certificate has expired.
+  const later = await runDoctor(bad, { env: {}, now: new Date('2040-01-01T00:00:00Z') });
+  t.same(status(later, 'certificates'), ['fail']);
+  t.match(check(later, 'certificates')?.detail, /ca kmipd-ca expired on .*server server expired on/);
+  t.match(check(later, 'certificates')?.fix, /kmipd cert rotate-server/);
 });
