@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { SECRETS } from '../../src/config/secrets.js';
 import { defaultSettings, startOpsServer } from '../admin/_ops.js';
 import { kmipdCommand } from '../helpers/process.js';
-import { REPO_ROOT } from '../helpers/requirements.js';
+import { REPO_ROOT, need } from '../helpers/requirements.js';
 
 const UNIT = join(REPO_ROOT, 'contrib', 'systemd', 'kmipd.service');
 const READY = join(REPO_ROOT, 'contrib', 'systemd', 'kmipd-ready.cjs');
@@ -91,10 +91,7 @@ t.test('LoadCredential lines name exactly the credentials kmipd reads (commented
 
 t.test('systemd-analyze verify', async (t) => {
   const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
-  if (analyze.error) {
-    t.comment(`SKIP: systemd-analyze is not installed here (apt-get install systemd): ${analyze.error.message}`);
-    return;
-  }
+  if (!need(t, { ok: !analyze.error, why: `systemd-analyze (Debian package systemd): ${analyze.error?.message ?? ''}` })) return;
   // verify checks that each command exists: point them at this checkout's files.
   const dir = mkdtempSync(join(tmpdir(), 'kmipd-unit-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
