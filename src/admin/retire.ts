@@ -20,6 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { adminIdentity, auditAdmin } from '../audit/admin.js';
+import { formatDuration } from '../config/duration.js';
 import { type KeyRow, changeLifecycle, idleMs, isoSeconds, listKeys, retiredRecord } from '../cli/key.js';
 import type { StoredObject } from '../keystore/types.js';
 import type { ServerState } from '../server/server.js';
@@ -204,6 +205,8 @@ export interface RetirePlan {
   inUse: RetireCandidate[];
   /** UIDs given that cannot be retired (unknown, destroyed, compromised...). */
   skipped: RetireCandidate[];
+  /** Whether the keys were named (UIDs) instead of selected as stale. */
+  named: boolean;
 }
 
 function candidate(r: KeyRow, note: string): RetireCandidate {
@@ -228,7 +231,7 @@ function deactivationDate(o: StoredObject | undefined): Date | undefined {
 export async function planRetire(state: ServerState, opts: RetireOptions): Promise<RetirePlan> {
   const now = opts.now ?? new Date();
   const inUse = opts.inUse ?? new Set<string>();
-  const plan: RetirePlan = { now: isoSeconds(now), unusedFor: opts.unusedForMs, grace: opts.graceMs, deactivate: [], destroy: [], requested: [], waiting: [], inUse: [], skipped: [] };
+  const plan: RetirePlan = { now: isoSeconds(now), unusedFor: opts.unusedForMs, grace: opts.graceMs, deactivate: [], destroy: [], requested: [], waiting: [], inUse: [], skipped: [], named: opts.uids !== undefined };
   const all = await listKeys(state, { now });
   const byUid = new Map(all.map((r) => [r.uid, r]));
   const given = opts.uids ? new Set(opts.uids) : undefined;
@@ -286,10 +289,6 @@ export interface RetireAction {
   error?: string;
 }
 
-function describe(ms: number): string {
-  return ms % DAY === 0 ? `${ms / DAY}d` : `${Math.round(ms / 1000)}s`;
-}
-
 /**
  * Carries out a plan: destroys first, then deactivates. Each action runs through the executor
  * (KMIP audit record) and gets an admin audit record `key retire` naming the key. Returns every
@@ -311,27 +310,27 @@ export async function applyRetire(state: ServerState, plan: RetirePlan, opts: { 
     } catch (e) {
       a.error = (e as Error).message;
     }
-    await record(a, `destroy: Deactivated since ${c.deactivatedAt ?? '?'}, grace ${describe(plan.grace)} over, not requested since`);
+    await record(a, `destroy: Deactivated since ${c.deactivatedAt ?? '?'}, grace ${formatDuration(plan.grace)} over, not requested since`);
   }
   for (const c of plan.deactivate) {
-    const reason = `unused for ${describe(plan.unusedFor)}`;
+    const reason = plan.named ? `named on the command line, ${c.note}` : `unused for ${formatDuration(plan.unusedFor)}: ${c.note}`;
     const a: RetireAction = { uid: c.uid, action: 'deactivate', ok: false };
     try {
-      const r = await changeLifecycle(state, 'revoke', c.uid, { reason: STALE_REVOCATION_REASON, message: `retired by kmipd key retire (${c.note})` });
+      const r = await changeLifecycle(state, 'revoke', c.uid, { reason: STALE_REVOCATION_REASON, message: `retired by kmipd key retire (${reason})` });
       Object.assign(a, { ok: true, before: r.before, after: r.after });
     } catch (e) {
       a.error = (e as Error).message;
     }
     if (a.ok) {
       try {
-        await state.store.setMeta(RETIRE_PREFIX + c.uid, JSON.stringify({ at: now.toISOString(), by: who, reason: c.note }));
+        await state.store.setMeta(RETIRE_PREFIX + c.uid, JSON.stringify({ at: now.toISOString(), by: who, reason }));
       } catch (e) {
         // Deactivated, but a later run will not destroy it unless its UID is given.
         a.ok = false;
         a.error = `deactivated, but the retire time could not be recorded: ${(e as Error).message}`;
       }
     }
-    await record(a, `deactivate (${STALE_REVOCATION_REASON}): ${a.ok ? c.note : reason}`);
+    await record(a, `deactivate (${STALE_REVOCATION_REASON}): ${reason}`);
   }
   return out;
 }
