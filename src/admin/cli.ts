@@ -77,7 +77,7 @@ async function withData<R>(dataDir: string, fn: (s: ServerState) => Promise<R>):
 interface StaleOptions {
   data?: string;
   unusedFor: number;
-  inUse?: string;
+  inUse: string[];
   json?: boolean;
   revoke?: boolean;
   yes?: boolean;
@@ -85,12 +85,24 @@ interface StaleOptions {
 }
 
 const DEFAULT_UNUSED_FOR = 180 * 86_400_000;
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** The union of the in-use lists given (undefined when none is). */
+function readInUse(files: readonly string[]): Set<string> | undefined {
+  if (files.length === 0) return undefined;
+  const ids = new Set<string>();
+  for (const f of files) for (const id of readInUseFile(f)) ids.add(id);
+  return ids;
+}
 const DEFAULT_GRACE = 30 * 86_400_000;
 
 interface RetireCliOptions {
   data?: string;
   unusedFor: number;
-  inUse?: string;
+  inUse: string[];
   grace: number;
   yes?: boolean;
   json?: boolean;
@@ -180,7 +192,7 @@ export function register(program: Command): void {
     .description("keys (Pre-Active or Active) nobody fetched or used for a long time, with vCenter's tags; --revoke --yes revokes them all")
     .option('--data <dir>', 'kmipd data folder (default: KMIPD_DATA, else ./kmipd-data)')
     .addOption(new Option('--unused-for <duration>', 'not fetched (Get or a cryptographic operation) for this long; a key never fetched counts from its creation').argParser(duration()).default(DEFAULT_UNUSED_FOR, '180d'))
-    .option('--in-use <file>', "key IDs still in use, never listed: one per line, or a CSV with a KeyId column (vCenter's keys exported with PowerCLI; see docs/operating.md)")
+    .option('--in-use <file>', "key IDs still in use, never listed: one per line, or a CSV with a KeyId column (vCenter's keys exported with PowerCLI; see docs/operating.md); repeatable", collect, [])
     .option('--json', 'JSON output')
     .option('--revoke', 'revoke every key listed (needs --yes)')
     .option('--yes', 'confirm --revoke')
@@ -192,10 +204,10 @@ export function register(program: Command): void {
       if (opts.yes && !opts.revoke) fail(new Error('--yes confirms --revoke; give both to revoke'));
       try {
         await withData(dir, async (state) => {
-          const inUse = opts.inUse !== undefined ? readInUseFile(opts.inUse) : undefined;
+          const inUse = readInUse(opts.inUse);
           const { keys, excluded } = await findStale(state, opts.unusedFor, inUse);
           const since = formatDuration(opts.unusedFor);
-          const excludedNote = inUse ? `${excluded.length} more left out: in use (${opts.inUse ?? ''}, ${inUse.size} key ID(s))\n` : '';
+          const excludedNote = inUse ? `${excluded.length} more left out: in use (${opts.inUse.join(', ')}: ${inUse.size} key ID(s))\n` : '';
           if (!opts.revoke) {
             out(opts.json ? JSON.stringify(keys, null, 2) + '\n' : staleTable(keys) + `${keys.length} key(s) not used for ${since} or more\n` + excludedNote);
             return;
@@ -229,7 +241,7 @@ export function register(program: Command): void {
     .argument('[uid...]', 'only these keys instead of the stale selection')
     .option('--data <dir>', 'kmipd data folder (default: KMIPD_DATA, else ./kmipd-data)')
     .addOption(new Option('--unused-for <duration>', 'deactivate keys not fetched for this long (a key never fetched counts from its creation)').argParser(duration()).default(DEFAULT_UNUSED_FOR, '180d'))
-    .option('--in-use <file>', 'key IDs still in use, never touched: one per line, or a CSV with a KeyId column (see docs/operating.md)')
+    .option('--in-use <file>', 'key IDs still in use, never touched: one per line, or a CSV with a KeyId column (see docs/operating.md); repeatable', collect, [])
     .addOption(new Option('--grace <duration>', 'destroy a retired key once Deactivated this long without a request').argParser(duration()).default(DEFAULT_GRACE, '30d'))
     .option('--yes', 'do it (without: print what would be done, change nothing)')
     .option('--json', 'JSON output')
@@ -240,7 +252,7 @@ export function register(program: Command): void {
       let failed = 0;
       try {
         await withData(dir, async (state) => {
-          const inUse = opts.inUse !== undefined ? readInUseFile(opts.inUse) : undefined;
+          const inUse = readInUse(opts.inUse);
           const plan = await planRetire(state, { unusedForMs: opts.unusedFor, graceMs: opts.grace, ...(inUse ? { inUse } : {}), ...(uids.length ? { uids } : {}) });
           const actions = opts.yes ? await applyRetire(state, plan) : [];
           failed = actions.filter((a) => !a.ok).length;

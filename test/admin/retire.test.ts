@@ -98,6 +98,10 @@ t.test('key stale --in-use and key retire: dry run, deactivate, destroy after th
     const text = await runKmipd(['key', 'stale', '--data', dataDir, '--unused-for', '0s', '--in-use', file]);
     t.match(text.out, /3 key\(s\) not used for 0s or more\n1 more left out: in use/);
   }
+  const extra = join(dataDir, 'extra.txt');
+  writeFileSync(extra, `${k.pre}\n`);
+  const two = await runKmipd(['key', 'stale', '--data', dataDir, '--unused-for', '0s', '--in-use', csv, '--in-use', extra, '--json']);
+  t.same((JSON.parse(two.out) as { uid: string }[]).map((x) => x.uid).sort(), [k.fetched, k.never].sort(), '--in-use given twice: both lists count');
   const without = await runKmipd(['key', 'stale', '--data', dataDir, '--unused-for', '0s', '--json']);
   t.equal((JSON.parse(without.out) as unknown[]).length, 4, 'without --in-use the in-use key is stale too');
   const missing = await runKmipd(['key', 'stale', '--data', dataDir, '--in-use', join(dataDir, 'nope.txt')]);
