@@ -201,7 +201,7 @@ export class UsageTracker {
   }
 
   private put(kind: Kind, id: string, e: Entry): void {
-    if (this.closed) return;
+    if (this.closed || id.includes('\u0000')) return; // not storable (PostgreSQL text); no real key or name has one
     const m = this.pending[kind];
     const size = this.pendingCount;
     if (size >= HARD_MAX_PENDING && !m.has(id)) {

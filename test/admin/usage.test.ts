@@ -51,6 +51,7 @@ t.test('tracker: fetches, attribute reads, refused uses and identities kept apar
   u.noteItems([item('Get', 'k4', 'pykmip', 'OperationFailed', 'ItemNotFound')]); // not a key: no row
   u.noteItems([item('Locate', 'k5', 'vcenter')]); // a search match is not a read
   u.noteItems([item('-', undefined, 'scanner', 'OperationFailed', 'InvalidMessage')]); // seen all the same
+  u.noteItems([item('Discover Versions', undefined, 'bad\u0000name')]); // never storable: ignored
   t.equal(store.writes, 0, 'nothing written on the request path');
   await u.flush();
   t.match(await lastUse(store, 'k1'), { by: 'vcenter', op: 'Get', at: new Date(now) });
