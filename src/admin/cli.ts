@@ -2,17 +2,18 @@
  * Operator commands:
  *
  *   kmipd cert list  --data DIR [--expiring 30d] [--json]      every certificate kmipd uses or trusts
- *   kmipd key stale  --data DIR --unused-for 180d [--json] [--revoke --yes [--reason R]]
+ *   kmipd key stale  --data DIR [--unused-for 180d] [--in-use FILE] [--json] [--revoke --yes [--reason R]]
+ *   kmipd key retire --data DIR [--unused-for 180d] [--in-use FILE] [--grace 30d] [--yes] [--json] [UID...]
  *   kmipd doctor     --data DIR [--json]                       a checklist with fixes; exit 1 on a failure
  *   kmipd doctor     --live HOST:PORT --ca F --cert F --key F [--data DIR] [--timeout MS] [--json]
  *                                                              a vCenter-shaped session against a running server
  *
- * `cert list` and `key stale` join the existing `kmipd cert` and `kmipd key` groups (registered
+ * `cert list`, `key stale` and `key retire` join the existing `kmipd cert` and `kmipd key` groups (registered
  * after them in src/cli/commands.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { defaultDataDir } from '../config/load.js';
 import { readRawManifest } from '../config/manifest.js';
 import { exportSecrets } from '../config/secrets.js';
@@ -24,7 +25,7 @@ import { type ServerState, openServerState } from '../server/server.js';
 import { type CertRecord, certificateInventory, expiringWithin } from './certs.js';
 import { doctorText, runDoctor } from './doctor.js';
 import { DEFAULT_LIVE_TIMEOUT_MS, type LiveOptions, liveText, parseLiveTarget, runLiveDoctor } from './doctor-live.js';
-import { STALE_REVOCATION_REASON, type StaleKey, revokeKeys, staleKeys } from './usage.js';
+import { type RetireAction, type RetireCandidate, type RetirePlan, type StaleKey, STALE_REVOCATION_REASON, applyRetire, findStale, planRetire, readInUseFile, revokeKeys } from './retire.js';
 import { writer } from '../cli/output.js';
 
 function duration(): (v: string) => number {
@@ -79,10 +80,63 @@ async function withData<R>(dataDir: string, fn: (s: ServerState) => Promise<R>):
 interface StaleOptions {
   data?: string;
   unusedFor: number;
+  inUse: string[];
   json?: boolean;
   revoke?: boolean;
   yes?: boolean;
   reason: string;
+}
+
+const DEFAULT_UNUSED_FOR = 180 * 86_400_000;
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** The union of the in-use lists given (undefined when none is). */
+function readInUse(files: readonly string[]): Set<string> | undefined {
+  if (files.length === 0) return undefined;
+  const ids = new Set<string>();
+  for (const f of files) for (const id of readInUseFile(f)) ids.add(id);
+  return ids;
+}
+const DEFAULT_GRACE = 30 * 86_400_000;
+
+interface RetireCliOptions {
+  data?: string;
+  unusedFor: number;
+  inUse: string[];
+  grace: number;
+  yes?: boolean;
+  json?: boolean;
+}
+
+function candidateTable(title: string, cs: readonly RetireCandidate[]): string {
+  if (cs.length === 0) return '';
+  return (
+    `${title}:\n` +
+    table([
+      ['UID', 'STATE', 'OWNER', 'LAST FETCHED', 'BY', 'X-NAME', 'X-COMPONENT', 'WHY'],
+      ...cs.map((c) => [c.uid, c.state, c.owner, c.lastFetched ?? 'never', c.lastFetchedBy ?? '-', c['x-Name'] ?? '-', c['x-Component'] ?? '-', c.note]),
+    ]) +
+    '\n'
+  );
+}
+
+function retireText(plan: RetirePlan, actions: readonly RetireAction[], dryRun: boolean): string {
+  const verb = dryRun ? ['would deactivate', 'would destroy'] : ['to deactivate', 'to destroy'];
+  let s =
+    candidateTable(`${verb[0]} (unused for ${formatDuration(plan.unusedFor)})`, plan.deactivate) +
+    candidateTable(`${verb[1]} (Deactivated for ${formatDuration(plan.grace)} or more, not requested since)`, plan.destroy) +
+    candidateTable('kept: requested since their deactivation', plan.requested) +
+    candidateTable(`waiting: grace period of ${formatDuration(plan.grace)} not over`, plan.waiting) +
+    candidateTable('left alone: in the in-use list', plan.inUse) +
+    candidateTable('skipped', plan.skipped);
+  for (const a of actions) s += a.ok ? `${a.uid}: ${a.before ?? '?'} -> ${a.after ?? '?'}\n` : `${a.uid}: ${a.action} failed: ${a.error ?? '?'}\n`;
+  const counts = `${plan.deactivate.length} to deactivate, ${plan.destroy.length} to destroy, ${plan.requested.length} kept (requested since deactivation), ${plan.waiting.length} in grace period, ${plan.inUse.length} in use, ${plan.skipped.length} skipped`;
+  if (dryRun) return s + `dry run: ${counts}; nothing changed (add --yes to apply)\n`;
+  const done = (what: RetireAction['action']): number => actions.filter((a) => a.action === what && a.ok).length;
+  return s + `${counts}\ndeactivated ${done('deactivate')} of ${plan.deactivate.length}, destroyed ${done('destroy')} of ${plan.destroy.length}\n`;
 }
 
 /**
@@ -140,7 +194,8 @@ export function register(program: Command): void {
     .command('stale')
     .description("keys (Pre-Active or Active) nobody fetched or used for a long time, with vCenter's tags; --revoke --yes revokes them all")
     .option('--data <dir>', 'kmipd data folder (default: KMIPD_DATA, else ./kmipd-data)')
-    .requiredOption('--unused-for <duration>', 'not used (Get or a cryptographic operation) for this long, e.g. 180d; a key never used counts from its creation', duration())
+    .addOption(new Option('--unused-for <duration>', 'not fetched (Get or a cryptographic operation) for this long; a key never fetched counts from its creation').argParser(duration()).default(DEFAULT_UNUSED_FOR, '180d'))
+    .option('--in-use <file>', "key IDs still in use, never listed: one per line, or a CSV with a KeyId column (vCenter's keys exported with PowerCLI; see docs/operating.md); repeatable", collect, [])
     .option('--json', 'JSON output')
     .option('--revoke', 'revoke every key listed (needs --yes)')
     .option('--yes', 'confirm --revoke')
@@ -152,10 +207,12 @@ export function register(program: Command): void {
       if (opts.yes && !opts.revoke) fail(new Error('--yes confirms --revoke; give both to revoke'));
       try {
         await withData(dir, async (state) => {
-          const keys = await staleKeys(state, opts.unusedFor);
+          const inUse = readInUse(opts.inUse);
+          const { keys, excluded } = await findStale(state, opts.unusedFor, inUse);
           const since = formatDuration(opts.unusedFor);
+          const excludedNote = inUse ? `${excluded.length} more left out: in use (${opts.inUse.join(', ')}: ${inUse.size} key ID(s))\n` : '';
           if (!opts.revoke) {
-            out(opts.json ? JSON.stringify(keys, null, 2) + '\n' : staleTable(keys) + `${keys.length} key(s) not used for ${since} or more\n`);
+            out(opts.json ? JSON.stringify(keys, null, 2) + '\n' : staleTable(keys) + `${keys.length} key(s) not used for ${since} or more\n` + excludedNote);
             return;
           }
           if (!opts.yes) {
@@ -179,6 +236,36 @@ export function register(program: Command): void {
       } catch (e) {
         fail(e);
       }
+    });
+
+  key
+    .command('retire')
+    .description('retire stale keys: deactivate them (Cessation of Operation), and destroy those deactivated for the grace period without being requested since; a dry run unless --yes')
+    .argument('[uid...]', 'only these keys instead of the stale selection')
+    .option('--data <dir>', 'kmipd data folder (default: KMIPD_DATA, else ./kmipd-data)')
+    .addOption(new Option('--unused-for <duration>', 'deactivate keys not fetched for this long (a key never fetched counts from its creation)').argParser(duration()).default(DEFAULT_UNUSED_FOR, '180d'))
+    .option('--in-use <file>', 'key IDs still in use, never touched: one per line, or a CSV with a KeyId column (see docs/operating.md); repeatable', collect, [])
+    .addOption(new Option('--grace <duration>', 'destroy a retired key once Deactivated this long without a request').argParser(duration()).default(DEFAULT_GRACE, '30d'))
+    .option('--yes', 'do it (without: print what would be done, change nothing)')
+    .option('--json', 'JSON output')
+    .action(async (uids: string[], opts: RetireCliOptions, cmd: Command) => {
+      const dir = opts.data ?? defaultDataDir();
+      const out = writer(cmd);
+      const fail = (e: unknown): never => cmd.error(`kmipd key retire: ${(e as Error).message}`, { exitCode: 1, code: 'kmipd.key' });
+      let failed = 0;
+      try {
+        await withData(dir, async (state) => {
+          const inUse = readInUse(opts.inUse);
+          const plan = await planRetire(state, { unusedForMs: opts.unusedFor, graceMs: opts.grace, ...(inUse ? { inUse } : {}), ...(uids.length ? { uids } : {}) });
+          const actions = opts.yes ? await applyRetire(state, plan) : [];
+          failed = actions.filter((a) => !a.ok).length;
+          if (opts.json) out(JSON.stringify({ dryRun: !opts.yes, ...plan, actions }, null, 2) + '\n');
+          else out(retireText(plan, actions, !opts.yes));
+        });
+      } catch (e) {
+        fail(e);
+      }
+      if (failed > 0) fail(new Error(`${failed} action(s) failed (see above)`));
     });
 
   program

@@ -4,8 +4,13 @@
  * x-Component: "Virtual Machine" or "ESXi Server", x-Identifier: the VM BIOS UUID or host UUID)
  * say which key belongs to what.
  *
- *   kmipd key list    --data DIR [--json] [--component C] [--name N] [--state S]
+ *   kmipd key list    --data DIR [--json] [--component C] [--name N] [--state S] [--owner O]
+ *                     [--unused-for D] [--used-by IDENTITY]
  *   kmipd key show    --data DIR UID [--json]
+ *
+ * Both show when the key was last fetched (Get or a cryptographic use) and when its attributes
+ * were last read, and by which identity (src/admin/usage.ts; a running server writes these
+ * every usage.flushSeconds).
  *   kmipd key activate|revoke|destroy --data DIR UID [--reason R]
  *
  * They open the data folder's keystore with the server's own code (openServerState), also while
@@ -16,7 +21,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { namingFor, valueToText } from '../codec/textvalues.js';
 import type { StoredObject } from '../keystore/types.js';
 import type { AccessPolicy } from '../operations/context.js';
@@ -27,6 +32,9 @@ import { type ServerState, buildExecutor, openServerState } from '../server/serv
 import { Enums, Tag, enumValueByName, enumValueName, tagName } from '../spec/index.js';
 import { T, decodeTtlv, encodeTtlv, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
+import { type LastUse, lastAttributeRead, lastSeen, lastUse } from '../admin/usage.js';
+import { RETIRE_PREFIX } from '../admin/meta-keys.js';
+import { DurationError, parseDuration } from '../config/duration.js';
 import { writer } from './output.js';
 
 /** The identity the CLI's lifecycle operations run as (an admin of the in-process executor only). */
@@ -35,7 +43,7 @@ export const CLI_ADMIN_IDENTITY = 'kmipd-cli-admin';
 /** vCenter's tags, in the order the inventory shows them. */
 export const VCENTER_TAGS = ['x-Name', 'x-Component', 'x-Identifier'] as const;
 
-class KeyCliError extends Error {}
+export class KeyCliError extends Error {}
 
 /** Opens the data folder like the server does; refuses a folder that is not one (no first run here). */
 async function openData(dataDir: string): Promise<ServerState> {
@@ -45,7 +53,7 @@ async function openData(dataDir: string): Promise<ServerState> {
   return openServerState(dataDir, { log: silentLogger() });
 }
 
-async function withData<R>(dataDir: string, fn: (state: ServerState) => Promise<R>): Promise<R> {
+export async function withData<R>(dataDir: string, fn: (state: ServerState) => Promise<R>): Promise<R> {
   const state = await openData(dataDir);
   try {
     return await fn(state);
@@ -78,7 +86,7 @@ function createdAt(obj: StoredObject): Date {
   return new Date(obj.createdAt);
 }
 
-function isoSeconds(d: Date): string {
+export function isoSeconds(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
@@ -98,9 +106,16 @@ export interface KeyRow {
   'x-Identifier': string | null;
   /** KMIP Name attributes, if any. */
   names: string[];
+  /** Last material fetch (Get) or cryptographic use: time, identity, operation; null if never (since tracking). */
+  lastFetched: string | null;
+  lastFetchedBy: string | null;
+  lastFetchOp: string | null;
+  /** Last Get Attributes / Get Attribute List: time and identity; null if never. */
+  lastAttributesRead: string | null;
+  lastAttributesReadBy: string | null;
 }
 
-function row(o: StoredObject): KeyRow {
+function row(o: StoredObject, fetch: LastUse | undefined, read: LastUse | undefined): KeyRow {
   const tag = (n: string): string | null => {
     const v = attrTexts(o, n);
     return v.length ? v.join(', ') : null;
@@ -118,6 +133,11 @@ function row(o: StoredObject): KeyRow {
       .filter((a) => a.name === 'Name')
       .map((a) => (a.value.type === 'Structure' ? a.value.value.find((c) => c.tag === Tag.NameValue) : undefined))
       .flatMap((v) => (v?.type === 'TextString' ? [v.value] : [])),
+    lastFetched: fetch ? isoSeconds(fetch.at) : null,
+    lastFetchedBy: fetch ? fetch.by : null,
+    lastFetchOp: fetch ? (fetch.refused ? `${fetch.op} (refused: ${fetch.refused})` : fetch.op) : null,
+    lastAttributesRead: read ? isoSeconds(read.at) : null,
+    lastAttributesReadBy: read ? read.by : null,
   };
 }
 
@@ -148,6 +168,18 @@ export interface ListFilter {
   component?: string;
   name?: string;
   state?: string;
+  owner?: string;
+  /** Only keys not fetched for this long (ms); a key never fetched counts from its creation. */
+  unusedForMs?: number;
+  /** Only keys last fetched by this identity (* matches anything). */
+  usedBy?: string;
+  /** "Now" for unusedForMs (tests). */
+  now?: Date;
+}
+
+/** Whole ms since the key was last fetched, or since its creation when never fetched. */
+export function idleMs(r: Pick<KeyRow, 'lastFetched' | 'created'>, now: Date): number {
+  return now.getTime() - new Date(r.lastFetched ?? r.created).getTime();
 }
 
 /** Every object of the keystore (every owner), oldest first, filtered. */
@@ -159,15 +191,21 @@ export async function listKeys(state: ServerState, f: ListFilter = {}): Promise<
   }
   const comp = f.component !== undefined ? matcher(f.component) : undefined;
   const name = f.name !== undefined ? matcher(f.name) : undefined;
+  const owner = f.owner !== undefined ? matcher(f.owner) : undefined;
+  const usedBy = f.usedBy !== undefined ? matcher(f.usedBy) : undefined;
+  const now = f.now ?? new Date();
   const rows: KeyRow[] = [];
   for (const uid of await state.store.locate({ filters: [] })) {
     const stored = await state.store.get(uid);
     if (!stored) continue; // removed meanwhile
     const o = current(stored);
     if (wantState !== undefined && o.state !== wantState) continue;
-    const r = row(o);
+    const r = row(o, await lastUse(state.store, uid), await lastAttributeRead(state.store, uid));
     if (comp && !comp(r['x-Component'])) continue;
     if (name && !name(r['x-Name'])) continue;
+    if (owner && !owner(r.owner)) continue;
+    if (usedBy && !usedBy(r.lastFetchedBy)) continue;
+    if (f.unusedForMs !== undefined && idleMs(r, now) < f.unusedForMs) continue;
     rows.push(r);
   }
   return rows;
@@ -175,8 +213,20 @@ export async function listKeys(state: ServerState, f: ListFilter = {}): Promise<
 
 function table(rows: readonly KeyRow[]): string {
   const lines = [
-    ['UID', 'TYPE', 'STATE', 'OWNER', 'CREATED', 'X-NAME', 'X-COMPONENT', 'X-IDENTIFIER'],
-    ...rows.map((r) => [r.uid, r.objectType, r.state, r.owner, r.created, r['x-Name'] ?? '-', r['x-Component'] ?? '-', r['x-Identifier'] ?? '-']),
+    ['UID', 'TYPE', 'STATE', 'OWNER', 'CREATED', 'LAST FETCHED', 'BY', 'ATTRS READ', 'X-NAME', 'X-COMPONENT', 'X-IDENTIFIER'],
+    ...rows.map((r) => [
+      r.uid,
+      r.objectType,
+      r.state,
+      r.owner,
+      r.created,
+      r.lastFetched ?? 'never',
+      r.lastFetchedBy ?? '-',
+      r.lastAttributesRead ?? 'never',
+      r['x-Name'] ?? '-',
+      r['x-Component'] ?? '-',
+      r['x-Identifier'] ?? '-',
+    ]),
   ];
   const widths = lines[0]!.map((_, c) => Math.max(...lines.map((l) => (l[c] ?? '').length)));
   return lines.map((l) => l.map((cell, c) => (c === l.length - 1 ? cell : cell.padEnd(widths[c] ?? 0))).join('  ')).join('\n') + '\n';
@@ -199,7 +249,43 @@ export interface KeyDetails {
   revision: number;
   /** Whether key material is stored (never shown). */
   hasMaterial: boolean;
+  /** Last material fetch (Get) or cryptographic use; null if never (since tracking). */
+  lastFetched: UseText | null;
+  /** Last Get Attributes / Get Attribute List; null if never. */
+  lastAttributesRead: UseText | null;
+  /** When the owner identity last sent any request; null if not seen (since tracking). */
+  ownerLastSeen: string | null;
+  /** When `kmipd key retire` deactivated it, if it did. */
+  retired: { at: string; by: string; reason: string } | null;
   attributes: { name: string; index: number; value: string }[];
+}
+
+export interface UseText {
+  at: string;
+  by: string;
+  op: string;
+  refused?: string;
+}
+
+function useText(u: LastUse | undefined): UseText | null {
+  if (!u) return null;
+  const t: UseText = { at: isoSeconds(u.at), by: u.by, op: u.op };
+  if (u.refused !== undefined) t.refused = u.refused;
+  return t;
+}
+
+/** The `retire.<uid>` row `kmipd key retire` writes when it deactivates a key. */
+export async function retiredRecord(state: ServerState, uid: string): Promise<{ at: Date; by: string; reason: string } | undefined> {
+  const v = await state.store.getMeta(RETIRE_PREFIX + uid);
+  if (v === undefined) return undefined;
+  try {
+    const o = JSON.parse(v) as { at?: unknown; by?: unknown; reason?: unknown };
+    const at = typeof o.at === 'string' ? new Date(o.at) : undefined;
+    if (!at || Number.isNaN(at.getTime())) return undefined;
+    return { at, by: typeof o.by === 'string' ? o.by : '?', reason: typeof o.reason === 'string' ? o.reason : '' };
+  } catch {
+    return undefined;
+  }
 }
 
 export async function showKey(state: ServerState, uid: string): Promise<KeyDetails> {
@@ -215,8 +301,17 @@ export async function showKey(state: ServerState, uid: string): Promise<KeyDetai
     updated: isoSeconds(new Date(o.updatedAt)),
     revision: o.revision,
     hasMaterial: o.material !== null,
+    lastFetched: useText(await lastUse(state.store, uid)),
+    lastAttributesRead: useText(await lastAttributeRead(state.store, uid)),
+    ownerLastSeen: await lastSeen(state.store, o.owner).then((s) => (s ? isoSeconds(s.at) : null)),
+    retired: await retiredRecord(state, uid).then((r) => (r ? { at: isoSeconds(r.at), by: r.by, reason: r.reason } : null)),
     attributes: o.attributes.map((a) => ({ name: a.name, index: a.index, value: valueText(a.value, a.name) })),
   };
+}
+
+function useLine(u: UseText | null): string {
+  if (!u) return 'never (since usage tracking)';
+  return `${u.at} by ${u.by} (${u.op}${u.refused ? `, refused: ${u.refused}` : ''})`;
 }
 
 function detailsText(d: KeyDetails): string {
@@ -229,6 +324,10 @@ function detailsText(d: KeyDetails): string {
     `created:   ${d.created}`,
     `changed:   ${d.updated} (revision ${d.revision})`,
     `material:  ${d.hasMaterial ? 'stored, wrapped (never shown)' : 'none'}`,
+    `fetched:   ${useLine(d.lastFetched)}`,
+    `attrs read: ${useLine(d.lastAttributesRead)}`,
+    `owner seen: ${d.ownerLastSeen ?? 'never (since usage tracking)'}`,
+    ...(d.retired ? [`retired:   ${d.retired.at} by ${d.retired.by}${d.retired.reason ? ` (${d.retired.reason})` : ''}`] : []),
     'attributes:',
     ...d.attributes.map((a) => `  ${`${a.name}${a.index > 0 ? ` [${a.index}]` : ''}:`.padEnd(width + 2)} ${a.value}`),
     '',
@@ -343,6 +442,16 @@ export async function changeLifecycle(
 // ---------------------------------------------------------------------------------------------
 // Commands
 
+/** A commander argument parser for durations (`180d`, `12h`): milliseconds. */
+export function durationMs(v: string): number {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    if (e instanceof DurationError) throw new InvalidArgumentError(e.message);
+    throw e;
+  }
+}
+
 function fail(cmd: Command, what: string, e: unknown): never {
   cmd.error(`kmipd key ${what}: ${(e as Error).message}`, { exitCode: 1, code: 'kmipd.key' });
 }
@@ -358,13 +467,19 @@ export function register(program: Command): void {
     .option('--component <c>', 'only keys whose x-Component matches (e.g. "Virtual Machine", "ESXi Server"; * matches anything; case-insensitive)')
     .option('--name <n>', 'only keys whose x-Name matches (the VM name or host address; * matches anything; case-insensitive)')
     .option('--state <s>', `only keys in this state (${enumNames('State').join(', ')})`)
-    .action(async (opts: { data: string; json?: boolean; component?: string; name?: string; state?: string }, cmd: Command) => {
+    .option('--owner <identity>', 'only keys owned by this client identity (* matches anything)')
+    .option('--unused-for <duration>', 'only keys not fetched (Get or a cryptographic use) for this long, e.g. 180d; a key never fetched counts from its creation', durationMs)
+    .option('--used-by <identity>', 'only keys last fetched by this client identity (* matches anything)')
+    .action(async (opts: { data: string; json?: boolean; component?: string; name?: string; state?: string; owner?: string; unusedFor?: number; usedBy?: string }, cmd: Command) => {
       let rows: KeyRow[];
       try {
         const f: ListFilter = {};
         if (opts.component !== undefined) f.component = opts.component;
         if (opts.name !== undefined) f.name = opts.name;
         if (opts.state !== undefined) f.state = opts.state;
+        if (opts.owner !== undefined) f.owner = opts.owner;
+        if (opts.unusedFor !== undefined) f.unusedForMs = opts.unusedFor;
+        if (opts.usedBy !== undefined) f.usedBy = opts.usedBy;
         rows = await withData(opts.data, (s) => listKeys(s, f));
       } catch (e) {
         fail(cmd, 'list', e);

@@ -6,7 +6,8 @@ import t from 'tap';
 import { rmSync } from 'node:fs';
 import { Enums } from '../../src/spec/index.js';
 import { USAGE_PREFIX } from '../../src/admin/meta-keys.js';
-import { UsageTracker, lastUse, staleKeys } from '../../src/admin/usage.js';
+import { UsageTracker, lastUse } from '../../src/admin/usage.js';
+import { staleKeys } from '../../src/admin/retire.js';
 import { openServerState } from '../../src/server/server.js';
 import { silentLogger } from '../../src/server/log.js';
 import type { ExecutedItem } from '../../src/server/executor.js';
@@ -34,10 +35,11 @@ t.test('the tracker writes nothing per request: one meta row per object per flus
   for (let i = 0; i < 1000; i++) u.noteItems([item('Get', `k${i % 3}`)]);
   u.noteItems([item('Get', 'k9', 'OperationFailed'), item('Locate', 'k8'), item('Create', 'k7'), item('Decrypt', 'k6', 'Success', 'pykmip')]);
   t.equal(writes, 0, 'no write on the request path');
-  t.equal(u.pendingCount, 4);
+  t.equal(u.pendingCount, 6, 'four objects used, two identities seen');
   await u.flush();
-  t.equal(writes, 4, 'one row per object used');
-  t.same([...meta.keys()].sort(), ['usage.k0', 'usage.k1', 'usage.k2', 'usage.k6']);
+  t.equal(writes, 7, 'one row per object used, one per identity, and the new identities in the index');
+  t.same([...meta.keys()].sort(), ['clients.index', 'seen.pykmip', 'seen.vcenter', 'usage.k0', 'usage.k1', 'usage.k2', 'usage.k6']);
+  t.same(JSON.parse(meta.get('clients.index')!), ['pykmip', 'vcenter']);
   t.match(await lastUse(store, 'k6'), { by: 'pykmip', op: 'Decrypt', at: new Date(now) });
   // another node recorded a later use meanwhile: an older one does not overwrite it
   meta.set(`${USAGE_PREFIX}k0`, JSON.stringify({ at: new Date(now + 10_000).toISOString(), by: 'other-node', op: 'Get' }));
@@ -87,7 +89,7 @@ t.test('key stale: last use through a real server, vCenter tags, --revoke --yes'
   await get(vc, used);
   await get(vc, recent);
   await vc.close();
-  t.equal(srv.ops.usage?.pendingCount, 2, 'remembered in memory');
+  t.equal(srv.ops.usage?.pendingCount, 3, 'remembered in memory: two keys fetched, one identity seen');
   t.equal(await srv.server.state.store.getMeta(USAGE_PREFIX + used), undefined, 'not written per Get');
   await srv.ops.usage?.flush();
   t.match(await lastUse(srv.server.state.store, used), { by: 'vcenter', op: 'Get' });

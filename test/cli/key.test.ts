@@ -86,9 +86,9 @@ t.test('key list: every key with uid, state, owner, created date and the vCenter
 
   const text = await key('list');
   t.equal(text.exitCode, 0, text.err);
-  t.match(text.out, /^UID +TYPE +STATE +OWNER +CREATED +X-NAME +X-COMPONENT +X-IDENTIFIER\n/);
-  t.match(text.out, new RegExp(`\\n${uids.vm1} +SymmetricKey +Active +vcenter +\\S+ +vm-01 +Virtual Machine +4211a1b2-0000-4000-8000-000000000001\\n`));
-  t.match(text.out, new RegExp(`\\n${uids.plain} +SymmetricKey +PreActive +pykmip +\\S+ +- +- +-\\n`));
+  t.match(text.out, /^UID +TYPE +STATE +OWNER +CREATED +LAST FETCHED +BY +ATTRS READ +X-NAME +X-COMPONENT +X-IDENTIFIER\n/);
+  t.match(text.out, new RegExp(`\\n${uids.vm1} +SymmetricKey +Active +vcenter +\\S+ +never +- +never +vm-01 +Virtual Machine +4211a1b2-0000-4000-8000-000000000001\\n`));
+  t.match(text.out, new RegExp(`\\n${uids.plain} +SymmetricKey +PreActive +pykmip +\\S+ +never +- +never +- +- +-\\n`));
   t.match(text.out, /\n4 objects \(2 Active, 2 PreActive\)\n$/);
 });
 
