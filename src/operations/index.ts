@@ -28,6 +28,7 @@ import { macVerifyHandler } from './mac-verify.js';
 import { hashHandler } from './hash.js';
 import { rngRetrieveHandler } from './rng-retrieve.js';
 import { rngSeedHandler } from './rng-seed.js';
+import { deriveKeyHandler } from './derive-key.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -64,4 +65,5 @@ export const allHandlers: readonly OperationHandler[] = [
   hashHandler,
   rngRetrieveHandler,
   rngSeedHandler,
+  deriveKeyHandler,
 ];
