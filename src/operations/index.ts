@@ -29,6 +29,7 @@ import { hashHandler } from './hash.js';
 import { rngRetrieveHandler } from './rng-retrieve.js';
 import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
+import { interopHandler } from './interop.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -66,4 +67,5 @@ export const allHandlers: readonly OperationHandler[] = [
   rngRetrieveHandler,
   rngSeedHandler,
   deriveKeyHandler,
+  interopHandler,
 ];
