@@ -78,6 +78,21 @@ export const DEFECTIVE: readonly SkipEntry[] = [
     reason: "defective transcript: OVH's variant changed the IV to zeros but kept the ciphertext of the OASIS IV (the OASIS CS-BC-M-GCM-3-14 is run)",
   },
   {
+    // Get of the fourth Split Key part ($UNIQUE_IDENTIFIER_4, Key Part Identifier 4) expects the
+    // response to name $UNIQUE_IDENTIFIER_1, the first part: a copy-paste slip (the 1.4 cn01
+    // TC-SJ-2 and the 2.x TC-SJ files name the part asked for, and run).
+    match: 'TC-SJ-4-14',
+    reason: 'defective transcript: the Get of split key part 4 expects the response to carry the Unique Identifier of part 1',
+  },
+  {
+    match: '*/TC_SJ_2_12_Register_and_Split_Join.xml',
+    reason: 'defective transcript: the Get of split key part 4 expects the response to carry the Unique Identifier of part 1',
+  },
+  {
+    match: '*/TC_SJ_4_12_Register_and_Split_Join_with_XOR.xml',
+    reason: 'defective transcript: the Get of split key part 4 expects the response to carry the Unique Identifier of part 1',
+  },
+  {
     // OVH's codec round-trip file: one Encrypt with every field set, on an object that was never
     // registered (a literal identifier) and a stream (Correlation Value) that was never started.
     match: '*/CS_BC_M_7_12_Encrypt_with_All_Fields.xml',

@@ -30,6 +30,7 @@ import { rngRetrieveHandler } from './rng-retrieve.js';
 import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
 import { interopHandler } from './interop.js';
+import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -68,4 +69,6 @@ export const allHandlers: readonly OperationHandler[] = [
   rngSeedHandler,
   deriveKeyHandler,
   interopHandler,
+  createSplitKeyHandler,
+  joinSplitKeyHandler,
 ];
