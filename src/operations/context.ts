@@ -33,9 +33,9 @@ export interface ServerInfo {
    * by the executor from its registered handlers; Query falls back to `allHandlers` without it.
    */
   handlers?: readonly OperationHandler[];
-  /** Deployment claims Query reports when configured; an absent list answers nothing. */
-  profiles?: readonly number[];
-  clientRegistrationMethods?: readonly number[];
+  /** The KMIP port the server listens on, for Query Profiles' Server Port (absent: not reported). */
+  port?: number;
+  /** Deployment claim Query reports when configured; an absent list answers nothing. */
   protectionStorageMasks?: readonly number[];
 }
 

@@ -129,6 +129,7 @@ export const createHandler: OperationHandler = {
   operation: Enums.Operation.Create,
   name: 'Create',
   since: '1.0',
+  objectTypes: [Enums.ObjectType.SymmetricKey],
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
     if (objectType !== Enums.ObjectType.SymmetricKey) {

@@ -28,6 +28,9 @@ import { macVerifyHandler } from './mac-verify.js';
 import { hashHandler } from './hash.js';
 import { rngRetrieveHandler } from './rng-retrieve.js';
 import { rngSeedHandler } from './rng-seed.js';
+import { deriveKeyHandler } from './derive-key.js';
+import { interopHandler } from './interop.js';
+import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -64,4 +67,8 @@ export const allHandlers: readonly OperationHandler[] = [
   hashHandler,
   rngRetrieveHandler,
   rngSeedHandler,
+  deriveKeyHandler,
+  interopHandler,
+  createSplitKeyHandler,
+  joinSplitKeyHandler,
 ];

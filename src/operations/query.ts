@@ -12,17 +12,27 @@
  * - Capabilities: no streaming, no asynchronous operations, no attestation; Batch Undo and
  *   Batch Continue (1.4+) as the executor implements them; Destroy deletes key material and keeps
  *   the metadata.
- * - Profiles, Client Registration Methods, Storage Protection Masks: the deployment's claims in
- *   ServerInfo, filtered to the client's version; nothing when not configured.
+ * - Profiles: the server profiles whose mandatory OASIS test cases kmipd passes (query-profiles.ts),
+ *   each for the protocol versions it was verified in, up to the client's version: 1.x as the
+ *   versioned Profile Name (…KMIPV1_2), 2.x as the Profile Name with its Profile Version. Server
+ *   Port is the KMIP port when the server knows it; no Server URI (kmipd serves TTLV over TLS,
+ *   for which the profiles define no URI).
+ * - Client Registration Methods: how a client's TLS credential comes to be trusted by kmipd:
+ *   Server Pre-Generated (`kmipd cert issue` makes the key and certificate), Client Generated
+ *   (the client makes its key, `kmipd cert sign` signs its CSR), Client Registered (the client's
+ *   own certificate or CA is added with `kmipd trust add-cert` / `add-ca`). Not Server On-Demand:
+ *   kmipd never issues credentials to a connecting client.
+ * - Storage Protection Masks: the deployment's claim in ServerInfo; nothing when not configured.
  * - Defaults Information (2.x): the defaults the handlers declare.
  * A Query Function that does not exist in the client's version is an Invalid Field.
  */
 import { KmipError } from '../codec/errors.js';
 import { attributeTo2x, isV2, type KmipAttribute } from '../codec/attributes.js';
 import { all } from '../codec/node.js';
-import { Enums, Tag, compareVersions, enumValueInVersion, tagInVersion } from '../spec/index.js';
+import { Enums, Tag, compareVersions, enumValueByName, enumValueInVersion, tagInVersion, type KmipVersion } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
 import type { OperationContext, OperationHandler } from './context.js';
+import { PROFILE_CLAIMS } from './query-profiles.js';
 
 const F = Enums.QueryFunction;
 
@@ -78,6 +88,32 @@ function capabilities(ctx: OperationContext): TtlvNode[] {
   return [T.struct(Tag.CapabilityInformation, c)];
 }
 
+/** Query Profiles: one Profile Information per claimed profile and verified version ≤ the client's. */
+export function profileInformation(version: KmipVersion, port: number | undefined): TtlvNode[] {
+  const v2 = isV2(version);
+  const out: TtlvNode[] = [];
+  for (const claim of PROFILE_CLAIMS) {
+    for (const pv of claim.versions) {
+      if (compareVersions(pv, version) > 0 || isV2(pv) !== v2) continue;
+      const [major, minor] = pv.split('.').map(Number) as [number, number];
+      const value = enumValueByName('ProfileName', v2 ? claim.name : `${claim.name}KMIPV${major}_${minor}`);
+      if (value === undefined || !enumValueInVersion('ProfileName', value, version)) continue;
+      const fields: TtlvNode[] = [T.enum(Tag.ProfileName, value)];
+      if (port !== undefined && port > 0) fields.push(T.int(Tag.ServerPort, port));
+      if (v2) fields.push(T.struct(Tag.ProfileVersion, [T.int(Tag.ProfileVersionMajor, major), T.int(Tag.ProfileVersionMinor, minor)]));
+      out.push(T.struct(Tag.ProfileInformation, fields));
+    }
+  }
+  return out;
+}
+
+/** How client credentials come to be trusted (see the header). */
+export const CLIENT_REGISTRATION_METHODS: readonly number[] = [
+  Enums.ClientRegistrationMethod.ServerPreGenerated,
+  Enums.ClientRegistrationMethod.ClientGenerated,
+  Enums.ClientRegistrationMethod.ClientRegistered,
+];
+
 function enumList(ctx: OperationContext, values: readonly number[] | undefined, enumName: string, tag: number): TtlvNode[] {
   return (values ?? []).filter((v) => enumValueInVersion(enumName, v, ctx.version)).map((v) => T.enum(tag, v));
 }
@@ -123,12 +159,12 @@ export const queryHandler: OperationHandler = {
     // Types: kmipd supports none of them.
     if (want.has(F.QueryRNGs)) out.push(...rngs());
     if (want.has(F.QueryProfiles)) {
-      out.push(...enumList(ctx, s.profiles, 'ProfileName', Tag.ProfileName).map((p) => T.struct(Tag.ProfileInformation, [p])));
+      out.push(...profileInformation(ctx.version, s.port));
     }
     // Validations: kmipd asserts no formal validation.
     if (want.has(F.QueryCapabilities)) out.push(...capabilities(ctx));
     if (want.has(F.QueryClientRegistrationMethods)) {
-      out.push(...enumList(ctx, s.clientRegistrationMethods, 'ClientRegistrationMethod', Tag.ClientRegistrationMethod));
+      out.push(...enumList(ctx, CLIENT_REGISTRATION_METHODS, 'ClientRegistrationMethod', Tag.ClientRegistrationMethod));
     }
     if (want.has(F.QueryDefaultsInformation)) out.push(...defaultsInformation(ctx, handlers));
     if (want.has(F.QueryStorageProtectionMasks) && s.protectionStorageMasks && s.protectionStorageMasks.length > 0) {

@@ -18,6 +18,7 @@ import { T, type StructureNode } from '../ttlv/index.js';
 import { dropEchoedCertificateType, parseCertificateObject } from './certificates.js';
 import { algorithmsFor, digestInput, importKey, keyFacts, readAsymmetricBlock } from './key-formats.js';
 import { digestNode, enumOf, intOf } from './lifecycle.js';
+import { parseSplitKeyObject } from './split-key.js';
 
 const OT = Enums.ObjectType;
 
@@ -86,4 +87,6 @@ export const REGISTRABLE: Readonly<Record<number, RegistrableType>> = {
   [OT.PrivateKey]: { tag: Tag.PrivateKey, parse: (obj, client) => parseKey(OT.PrivateKey, obj, client) },
   [OT.PublicKey]: { tag: Tag.PublicKey, parse: (obj, client) => parseKey(OT.PublicKey, obj, client) },
   [OT.Certificate]: { tag: Tag.Certificate, dropEchoed: dropEchoedCertificateType, parse: (obj) => parseCertificateObject(obj) },
+  // Split Key parts (split-key.ts): checked and kept as registered.
+  [OT.SplitKey]: { tag: Tag.SplitKey, parse: (obj) => parseSplitKeyObject(obj) },
 };

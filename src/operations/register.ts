@@ -163,6 +163,8 @@ export const registerHandler: OperationHandler = {
   operation: Enums.Operation.Register,
   name: 'Register',
   since: '1.0',
+  /** Query Objects: every object type this handler accepts. */
+  objectTypes: [...Object.keys(OBJECT_TAG), ...Object.keys(REGISTRABLE)].map(Number),
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
     const more = REGISTRABLE[objectType];

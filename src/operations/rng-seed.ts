@@ -8,7 +8,11 @@
  * interface to add entropy to that generator. Mixing the client's bytes into some separate
  * generator of kmipd's own would be cryptography outside node:crypto and would let a client
  * influence the randomness other clients receive. The seed is neither stored nor logged.
- * The OASIS profile allows this answer (CS-RNG-O-3: Data Length 0).
+ * The OASIS profile allows this answer (CS-RNG-O-3: Data Length 0). Its other optional test
+ * cases for the same seed are the alternatives a server may choose instead (O-1: all used, O-2:
+ * 16 bytes used, O-4: Permission Denied); conformance/skip.ts skips them with this reason.
+ * Refusing (Permission Denied) would tell the client it lacks a permission some other client
+ * has; none has it, so the truthful answer is "accepted: 0 bytes".
  */
 import { reqValue } from '../codec/node.js';
 import { Enums, Tag } from '../spec/index.js';

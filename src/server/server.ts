@@ -231,13 +231,13 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver): Executor {
+export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, port?: number): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
     sealer: state.sealer,
     policy: policy ?? m.policy,
-    server: SERVER_INFO,
+    server: port !== undefined && port > 0 ? { ...SERVER_INFO, port } : SERVER_INFO,
     handlers: allHandlers,
     log,
     maxMessageSize,
@@ -254,7 +254,7 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const state = await openServerState(opts.dataDir, opts);
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer);
+  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, opts.port);
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;
   try {

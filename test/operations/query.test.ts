@@ -4,6 +4,7 @@ import { SERVER_INFO } from '../../src/server/server.js';
 import { T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { batchItems, itemResult, startEngine } from '../helpers/engine.js';
 import { FAILED, OK, childrenOf, textsOf } from './_objects.js';
+import { profileInformation } from '../../src/operations/query.js';
 
 const Q = Enums.Operation.Query;
 const F = Enums.QueryFunction;
@@ -94,9 +95,19 @@ t.test('Query', async (t) => {
     t.equal(boolIn(cap, Tag.BatchUndoCapability), true, 'the executor implements Undo');
     t.equal(boolIn(cap, Tag.BatchContinueCapability), true);
     t.same(enums(cap, Tag.DestroyAction), [Enums.DestroyAction.KeyMaterialDeleted]);
-    // Nothing configured: no profile or registration method is claimed.
-    t.same(childrenOf(r.payload, Tag.ProfileInformation), []);
-    t.same(childrenOf(r.payload, Tag.ClientRegistrationMethod), []);
+    // Profiles: the claimed ones, 1.x names up to 1.4, no Profile Version (a 2.x field).
+    const profiles = childrenOf(r.payload, Tag.ProfileInformation) as StructureNode[];
+    const names = profiles.flatMap((p) => enums(p, Tag.ProfileName));
+    t.ok(names.includes(Enums.ProfileName.OpaqueManagedObjectStoreServerKMIPV1_0));
+    t.ok(names.includes(Enums.ProfileName.BasicCryptographicServerKMIPV1_4));
+    t.notOk(names.includes(Enums.ProfileName.SymmetricKeyLifecycleServerKMIPV1_0), 'SKLC 1.0 mandatory test cases do not all pass: not claimed');
+    t.notOk(names.includes(Enums.ProfileName.AdvancedCryptographicServerKMIPV1_4), 'not claimed');
+    t.notOk(profiles.some((p) => struct(p, Tag.ProfileVersion)), 'no Profile Version in 1.x');
+    t.same(enums(r.payload, Tag.ClientRegistrationMethod), [
+      Enums.ClientRegistrationMethod.ServerPreGenerated,
+      Enums.ClientRegistrationMethod.ClientGenerated,
+      Enums.ClientRegistrationMethod.ClientRegistered,
+    ]);
     // Field order follows the response table.
     const order = r.payload!.value.map((c) => c.tag);
     const pos = (tag: number) => order.indexOf(tag);
@@ -131,6 +142,49 @@ t.test('Query', async (t) => {
     t.equal(childrenOf(r.payload, Tag.DefaultsInformation).length, declaresDefaults ? 1 : 0, 'Defaults Information only from what the handlers declare');
     t.same(childrenOf(r.payload, Tag.ProtectionStorageMasks), [], 'no storage protection claimed unless configured');
     t.ok(struct(r.payload, Tag.CapabilityInformation));
+  });
+
+  await t.test('Query Objects: the object types Create, Register, Create Key Pair and Certify make', async (t) => {
+    const r = await engine.call(Q, fns(F.QueryObjects), { version: '1.4' });
+    const OT = Enums.ObjectType;
+    const types = enums(r.payload, Tag.ObjectType);
+    for (const ot of [OT.SymmetricKey, OT.SecretData, OT.OpaqueObject, OT.PrivateKey, OT.PublicKey, OT.Certificate]) t.ok(types.includes(ot), `object type ${ot}`);
+    t.notOk(types.includes(OT.Template), 'kmipd keeps no Template objects');
+    t.notOk(types.includes(OT.PGPKey), 'kmipd keeps no PGP keys');
+  });
+
+  await t.test('Query Profiles by version: 1.3 has no 1.4 names; 2.x has 2.x names with Profile Version', async (t) => {
+    const r13 = await engine.call(Q, fns(F.QueryProfiles), { version: '1.3' });
+    const n13 = (childrenOf(r13.payload, Tag.ProfileInformation) as StructureNode[]).flatMap((p) => enums(p, Tag.ProfileName));
+    t.ok(n13.includes(Enums.ProfileName.OpaqueManagedObjectStoreServerKMIPV1_3));
+    t.notOk(n13.includes(Enums.ProfileName.OpaqueManagedObjectStoreServerKMIPV1_4), 'a 1.4 profile name does not exist in 1.3');
+    const r20 = await engine.call(Q, fns(F.QueryProfiles), { version: '2.0' });
+    const p20 = childrenOf(r20.payload, Tag.ProfileInformation) as StructureNode[];
+    const versionsOf = (name: number, list: StructureNode[]) =>
+      list
+        .filter((p) => enums(p, Tag.ProfileName)[0] === name)
+        .map((p) => {
+          const pv = struct(p, Tag.ProfileVersion);
+          const i = (tag: number) => pv?.value.find((c) => c.tag === tag);
+          const ma = i(Tag.ProfileVersionMajor);
+          const mi = i(Tag.ProfileVersionMinor);
+          return `${ma?.type === 'Integer' ? ma.value : '?'}.${mi?.type === 'Integer' ? mi.value : '?'}`;
+        });
+    t.same(versionsOf(Enums.ProfileName.OpaqueManagedObjectStoreServer, p20), ['2.0'], '2.0 client: the 2.0 profile only');
+    t.same(versionsOf(Enums.ProfileName.SymmetricKeyLifecycleServer, p20), [], 'SKLC has 2.1 test cases only');
+    const r21 = await engine.call(Q, fns(F.QueryProfiles), { version: '2.1' });
+    const p21 = childrenOf(r21.payload, Tag.ProfileInformation) as StructureNode[];
+    t.same(versionsOf(Enums.ProfileName.OpaqueManagedObjectStoreServer, p21), ['2.0', '2.1']);
+    t.same(versionsOf(Enums.ProfileName.SymmetricKeyLifecycleServer, p21), ['2.1']);
+    t.notOk(p21.some((p) => enums(p, Tag.ProfileName)[0]! < 0x104), 'no 1.x profile names in 2.x');
+  });
+
+  await t.test('Profile Information carries the Server Port when the server knows it', async (t) => {
+    const withPort = profileInformation('1.4', 5696) as StructureNode[];
+    t.ok(withPort.length > 0);
+    t.ok(withPort.every((p) => p.value.some((c) => c.tag === Tag.ServerPort && c.type === 'Integer' && c.value === 5696)));
+    t.ok((profileInformation('1.4', undefined) as StructureNode[]).every((p) => !p.value.some((c) => c.tag === Tag.ServerPort)));
+    t.same(profileInformation('1.2', 5696), [], 'no Profile Information before 1.3');
   });
 
   await t.test('no Query Function: Missing Data', async (t) => {

@@ -1,0 +1,34 @@
+/**
+ * The KMIP server profiles kmipd claims in Query Profiles (KMIP 1.3+ §4.25 / 2.1 §6.1.37,
+ * Profile Information 1.4 §2.1.19 / 2.1 §2.1.19).
+ *
+ * A profile is claimed for a protocol version only where every mandatory OASIS test case of
+ * that profile and version passes against kmipd in `npm run conformance` (conformance/REPORT.md,
+ * rows "… (mandatory)"). `test/conformance/profiles.test.ts` replays those test cases and fails
+ * when one of them stops passing, so that a claim here cannot outlive the behaviour behind it.
+ *
+ * Not claimed (mandatory test cases still failing, or none exist): Baseline (2.1: Log, DSA keys
+ * and other gaps; 1.x defines no test cases of its own), Symmetric Key Lifecycle and Asymmetric
+ * Key Lifecycle for KMIP 1.0, Asymmetric Key Lifecycle 2.x, Symmetric Key Foundry, Advanced
+ * Cryptographic, Tape Library, Storage Array with Self-Encrypting Drives 1.x, Suite B, AX,
+ * Quantum Safe, PKCS#11, and the HTTPS / JSON / XML transports (kmipd speaks TTLV over TLS only).
+ */
+import type { KmipVersion } from '../spec/index.js';
+
+export interface ProfileClaim {
+  /** The conformance set (conformance/sets.ts key) whose mandatory test cases back the claim. */
+  set: string;
+  /** Profile Name stem: 1.x appends `KMIPV<major>_<minor>`, 2.x uses it as is. */
+  name: string;
+  /** Protocol versions whose mandatory test cases of this set all pass. */
+  versions: readonly KmipVersion[];
+}
+
+export const PROFILE_CLAIMS: readonly ProfileClaim[] = [
+  { set: 'OMOS', name: 'OpaqueManagedObjectStoreServer', versions: ['1.0', '1.1', '1.2', '1.3', '1.4', '2.0', '2.1'] },
+  { set: 'SKLC', name: 'SymmetricKeyLifecycleServer', versions: ['1.1', '1.2', '1.3', '1.4', '2.1'] },
+  { set: 'AKLC', name: 'AsymmetricKeyLifecycleServer', versions: ['1.1', '1.2', '1.3', '1.4'] },
+  { set: 'CS-BC', name: 'BasicCryptographicServer', versions: ['1.2', '1.3', '1.4', '2.0', '2.1'] },
+  { set: 'CS-RNG', name: 'RNGCryptographicServer', versions: ['1.3', '1.4', '2.0', '2.1'] },
+  { set: 'SASED', name: 'StorageArrayWithSelfEncryptingDriveServer', versions: ['2.0', '2.1'] },
+];
