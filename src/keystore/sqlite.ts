@@ -21,7 +21,18 @@ import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
-import { assertSupportedSchema, migrate, SCHEMA_VERSION_KEY, type Migration, MIGRATIONS } from './migrations.js';
+import {
+  assertSupportedSchema,
+  migrate,
+  sqliteSchemaReport,
+  SCHEMA_VERSION_KEY,
+  type AppliedBy,
+  type Migration,
+  MIGRATIONS,
+  type PendingMode,
+  type SchemaReport,
+} from './migrations.js';
+import type { NodeRegistry, NodeRow, SchemaAware } from './nodes.js';
 import {
   ConcurrentModificationError,
   DuplicateObjectError,
@@ -38,8 +49,16 @@ const MAX_GROUP = 2000;
 const LOCATE_CACHE = 256;
 
 export interface SqliteStoreOptions {
-  /** Migrations to apply (tests only; defaults to the real list). */
+  /** The migrations this build knows (defaults to the real list; tests give older or newer ones). */
   migrations?: readonly Migration[];
+  /**
+   * Pending migrations of an existing database: applied, or refused with PendingMigrationError
+   * before anything is written (default 'refuse'). A new database is always created; automatic
+   * migrations are always applied (see migrations.ts).
+   */
+  pending?: PendingMode;
+  /** Recorded in schema_migrations for the migrations applied. */
+  appliedBy?: AppliedBy;
 }
 
 
@@ -144,9 +163,11 @@ function createPrivateFile(path: string): void {
 }
 
 /**
- * Opens (creating if missing, mode 0600) and migrates the keystore at `path`.
- * Rejects with UnsupportedSchemaError, leaving the file untouched, when the database was
- * written by a newer kmipd or is not a kmipd database.
+ * Opens (creating if missing, mode 0600) the keystore at `path`, applying migrations as
+ * `options.pending` says (see migrations.ts). Rejects, leaving the file untouched, with
+ * UnsupportedSchemaError when the database was written by a newer kmipd beyond the
+ * compatibility window or is not a kmipd database, and with PendingMigrationError when it needs
+ * `kmipd migrate` first.
  */
 export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<SqliteKeyStore> {
   const file = resolve(path);
@@ -154,8 +175,11 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
   const db = new Database(file, { fileMustExist: true });
   try {
     db.pragma('busy_timeout = 5000');
-    // Before anything writes (journal_mode does): refuse a newer or foreign database untouched.
-    assertSupportedSchema(db, options.migrations ?? MIGRATIONS);
+    // Before anything writes (journal_mode does): refuse a newer, foreign or not yet migrated
+    // database untouched.
+    const migrations = options.migrations ?? MIGRATIONS;
+    const pending = options.pending ?? 'refuse';
+    assertSupportedSchema(db, migrations, pending);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (mode !== 'wal') throw new Error(`${file}: cannot switch to WAL mode (journal_mode is ${String(mode)})`);
     db.pragma('synchronous = FULL');
@@ -164,7 +188,7 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.pragma('checkpoint_fullfsync = ON');
     db.pragma('foreign_keys = OFF');
     db.pragma('trusted_schema = OFF');
-    migrate(db, options.migrations ?? MIGRATIONS);
+    migrate(db, migrations, { pending, ...(options.appliedBy ? { by: options.appliedBy } : {}) });
     // Keep planner statistics fresh, bounded in cost (SQLite's recommended use on open).
     db.pragma('analysis_limit = 1000');
     db.pragma('optimize = 0x10002');
@@ -172,12 +196,13 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.close();
     throw e;
   }
-  return new SqliteKeyStore(db, file);
+  return new SqliteKeyStore(db, file, options.migrations ?? MIGRATIONS);
 }
 
-export class SqliteKeyStore implements KeyStore {
+export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   readonly backend = 'sqlite';
   readonly path: string;
+  readonly #migrations: readonly Migration[];
 
   readonly #db: Database.Database;
   #queue: Job[] = [];
@@ -217,9 +242,10 @@ export class SqliteKeyStore implements KeyStore {
   };
 
   /** Use openSqliteStore. */
-  constructor(db: Database.Database, path: string) {
+  constructor(db: Database.Database, path: string, migrations: readonly Migration[] = MIGRATIONS) {
     this.#db = db;
     this.path = path;
+    this.#migrations = migrations;
     const p = (sql: string): Database.Statement => db.prepare(sql);
     this.#s = {
       begin: p('BEGIN IMMEDIATE'),
@@ -644,6 +670,44 @@ export class SqliteKeyStore implements KeyStore {
 
   getMeta(key: string): Promise<string | undefined> {
     return this.#read(() => (this.#s.getMeta.get(key) as { value: string } | undefined)?.value);
+  }
+
+  // ---- schema and nodes (nodes.ts) ----------------------------------------------------------
+
+  schemaReport(): Promise<SchemaReport> {
+    return this.#read(() => sqliteSchemaReport(this.#db, this.#migrations));
+  }
+
+  putNode(nodeId: string, state: NodeRow['state'], info: string): Promise<void> {
+    return this.#enqueue(() => {
+      this.#db
+        .prepare(
+          `INSERT INTO nodes (node_id, state, heartbeat_at, info) VALUES (?, ?, ?, ?)
+           ON CONFLICT (node_id) DO UPDATE SET state = excluded.state, heartbeat_at = excluded.heartbeat_at, info = excluded.info`,
+        )
+        .run(nodeId, state, Date.now(), info);
+    });
+  }
+
+  removeNode(nodeId: string): Promise<void> {
+    return this.#enqueue(() => {
+      this.#db.prepare('DELETE FROM nodes WHERE node_id = ?').run(nodeId);
+    });
+  }
+
+  listNodes(): Promise<{ now: number; nodes: NodeRow[] }> {
+    return this.#read(() => {
+      const rows = this.#db.prepare('SELECT node_id, state, heartbeat_at, info FROM nodes ORDER BY node_id').all() as {
+        node_id: string;
+        state: string;
+        heartbeat_at: number;
+        info: string;
+      }[];
+      return {
+        now: Date.now(),
+        nodes: rows.map((r) => ({ nodeId: r.node_id, state: r.state === 'stopped' ? 'stopped' : 'serving', heartbeatAt: r.heartbeat_at, info: r.info })),
+      };
+    });
   }
 
   /** Flushes pending writes (they resolve or reject as usual), then closes. Idempotent. */
