@@ -11,9 +11,9 @@
  * row; a node that dies keeps its row, which `cluster status` reports stale after 3 intervals.
  */
 import { X509Certificate, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { MasterKeyProvider } from '../crypto/masterkey.js';
 import { isNodeRegistry, isSchemaAware } from '../keystore/nodes.js';
@@ -27,43 +27,49 @@ export const STALE_INTERVALS = 3;
 const CHECK_TIMEOUT_MS = 5000;
 
 /**
- * The node id of a data directory: read from DIR/node-id, created (random, mode 0600) when
- * missing. Not part of node bundles, so every data directory has its own.
+ * The node id of a data directory: DIR/node-id (JSON: id, and the directory and host it was made
+ * for), created (random, mode 0600) when missing. A directory copied to another path or host (a
+ * new node made from a copy) gets a new id, so two nodes never share one; node bundles do not
+ * carry it.
  */
-export function ensureNodeId(dir: string): string {
+export function ensureNodeId(dirArg: string): string {
+  const dir = resolve(dirArg);
   const file = join(dir, NODE_ID_FILE);
-  try {
-    const id = readFileSync(file, 'utf8').trim();
-    if (/^[A-Za-z0-9._-]{1,64}$/.test(id)) return id;
-    throw new Error(`${file} does not hold a node id (letters, digits, . _ -; at most 64)`);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
+  const rec = readRecord(file);
+  if (rec !== undefined && rec.dir === dir && rec.host === hostname()) return rec.id;
   const id = randomUUID();
-  let fd: number;
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
   try {
-    fd = openSync(file, 'wx', 0o600);
-  } catch (e) {
-    // Created meanwhile by another process starting on the same directory.
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return readFileSync(file, 'utf8').trim();
-    throw e;
-  }
-  try {
-    writeSync(fd, `${id}\n`);
+    writeSync(fd, JSON.stringify({ id, dir, host: hostname(), createdAt: new Date().toISOString() }) + '\n');
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
+  renameSync(tmp, file);
   return id;
+}
+
+function readRecord(file: string): { id: string; dir: string; host: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const v = JSON.parse(text) as { id?: unknown; dir?: unknown; host?: unknown };
+    if (typeof v.id === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(v.id) && typeof v.dir === 'string' && typeof v.host === 'string') return { id: v.id, dir: v.dir, host: v.host };
+  } catch {
+    /* replaced below */
+  }
+  return undefined;
 }
 
 /** The node id of a data directory, or undefined when it never served. */
 export function readNodeId(dir: string): string | undefined {
-  try {
-    return readFileSync(join(dir, NODE_ID_FILE), 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
+  return readRecord(join(resolve(dir), NODE_ID_FILE))?.id;
 }
 
 export interface CheckState {
