@@ -402,12 +402,23 @@ export function sqliteSchemaReport(db: Database.Database, migrations: readonly M
 /**
  * Refuses, writing nothing, a database this build cannot open: newer beyond the compatibility
  * window (UnsupportedSchemaError), or with pending migrations when `pending` is 'refuse' and
- * not all of them are automatic (PendingMigrationError). Call this before anything that writes
- * (pragmas included). Returns the report.
+ * not all of them are automatic (PendingMigrationError); one compatible version ahead only when
+ * `compatibleNewer`. Call this before anything that writes (pragmas included). Returns the report.
  */
-export function assertSupportedSchema(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS, pending: PendingMode = 'apply'): SchemaReport {
+export function assertSupportedSchema(
+  db: Database.Database,
+  migrations: readonly Migration[] = MIGRATIONS,
+  pending: PendingMode = 'apply',
+  /** Accept a database one compatible version ahead (serving); readers that copy everything (backups) do not. */
+  compatibleNewer = false,
+): SchemaReport {
   const r = sqliteSchemaReport(db, migrations);
   if (r.state === 'newer') throw new UnsupportedSchemaError(r.problem);
+  if (r.state === 'compatible-newer' && !compatibleNewer) {
+    throw new UnsupportedSchemaError(
+      `${db.name} has schema version ${r.current}, newer than this kmipd (${r.known}): it was migrated by a newer kmipd; use that kmipd for this (the database was not modified)`,
+    );
+  }
   if (r.state === 'pending' && pending === 'refuse' && r.problem !== undefined) throw new PendingMigrationError(r.problem);
   return r;
 }
@@ -423,13 +434,13 @@ export function migrate(
   opts: { pending?: PendingMode; by?: AppliedBy } = {},
 ): MigrateResult {
   const latest = checkMigrationList(migrations);
-  const first = assertSupportedSchema(db, migrations, opts.pending ?? 'apply');
+  const first = assertSupportedSchema(db, migrations, opts.pending ?? 'apply', true);
   if (first.current >= latest) return { from: first.current, to: first.current, applied: [] };
   const by = opts.by ?? defaultAppliedBy();
   let result: MigrateResult = { from: first.current, to: first.current, applied: [] };
   const run = db.transaction(() => {
     // Read again under the write lock: another process may have migrated meanwhile.
-    const current = assertSupportedSchema(db, migrations, opts.pending ?? 'apply').current;
+    const current = assertSupportedSchema(db, migrations, opts.pending ?? 'apply', true).current;
     if (current >= latest) {
       result = { from: current, to: current, applied: [] };
       return;

@@ -396,6 +396,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener
   // the 'error' event would end the process.
   pool.on('error', (err) => opts.onConnectionError?.(err));
+  let migrated: MigrateResult | undefined;
   try {
     const c = await pool.connect();
     let broken = false;
@@ -405,7 +406,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     c.on('error', onErr);
     try {
       if (opts.pending === 'inspect') await c.query('SELECT 1');
-      else await migrateSchema(c, target.schema, opts.migrations ?? PG_MIGRATIONS, opts.pending ?? 'refuse', opts.appliedBy);
+      else migrated = await migrateSchema(c, target.schema, opts.migrations ?? PG_MIGRATIONS, opts.pending ?? 'refuse', opts.appliedBy);
     } catch (e) {
       broken = broken || isConnectionError(e);
       throw e;
@@ -418,7 +419,9 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     if (isConnectionError(e)) throw unavailable(e, target.display);
     throw e;
   }
-  return new PostgresKeyStore(pool, target, opts.migrations ?? PG_MIGRATIONS);
+  const store = new PostgresKeyStore(pool, target, opts.migrations ?? PG_MIGRATIONS);
+  store.migrated = migrated;
+  return store;
 }
 
 function migrateSchema(c: PoolClient, schema: string, migrations: readonly PgMigration[], pending: PendingMode, by?: AppliedBy): Promise<MigrateResult> {
@@ -436,6 +439,8 @@ function migrateSchema(c: PoolClient, schema: string, migrations: readonly PgMig
 export class PostgresKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   readonly backend = 'postgres';
   readonly #migrations: readonly PgMigration[];
+  /** What opening the store migrated (from = to when nothing; undefined with pending 'inspect'). */
+  migrated: MigrateResult | undefined;
   readonly schema: string;
   /** The URL without secrets. */
   readonly display: string;

@@ -27,6 +27,7 @@ import {
   sqliteSchemaReport,
   SCHEMA_VERSION_KEY,
   type AppliedBy,
+  type MigrateResult,
   type Migration,
   MIGRATIONS,
   type PendingMode,
@@ -173,13 +174,14 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
   const file = resolve(path);
   createPrivateFile(file);
   const db = new Database(file, { fileMustExist: true });
+  let migrated: MigrateResult;
   try {
     db.pragma('busy_timeout = 5000');
     // Before anything writes (journal_mode does): refuse a newer, foreign or not yet migrated
     // database untouched.
     const migrations = options.migrations ?? MIGRATIONS;
     const pending = options.pending ?? 'refuse';
-    assertSupportedSchema(db, migrations, pending);
+    assertSupportedSchema(db, migrations, pending, true);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (mode !== 'wal') throw new Error(`${file}: cannot switch to WAL mode (journal_mode is ${String(mode)})`);
     db.pragma('synchronous = FULL');
@@ -188,7 +190,7 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.pragma('checkpoint_fullfsync = ON');
     db.pragma('foreign_keys = OFF');
     db.pragma('trusted_schema = OFF');
-    migrate(db, migrations, { pending, ...(options.appliedBy ? { by: options.appliedBy } : {}) });
+    migrated = migrate(db, migrations, { pending, ...(options.appliedBy ? { by: options.appliedBy } : {}) });
     // Keep planner statistics fresh, bounded in cost (SQLite's recommended use on open).
     db.pragma('analysis_limit = 1000');
     db.pragma('optimize = 0x10002');
@@ -196,13 +198,17 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.close();
     throw e;
   }
-  return new SqliteKeyStore(db, file, options.migrations ?? MIGRATIONS);
+  const store = new SqliteKeyStore(db, file, options.migrations ?? MIGRATIONS);
+  store.migrated = migrated;
+  return store;
 }
 
 export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   readonly backend = 'sqlite';
   readonly path: string;
   readonly #migrations: readonly Migration[];
+  /** What opening the store migrated (from = to when nothing). */
+  migrated: MigrateResult | undefined;
 
   readonly #db: Database.Database;
   #queue: Job[] = [];

@@ -20,7 +20,7 @@ import { TrustRuntime } from './trust-reload.js';
 import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './store.js';
 import { TrustSync } from './trust-sync.js';
 import { Heartbeat, ensureNodeId } from './heartbeat.js';
-import { defaultAppliedBy, type Migration } from '../keystore/migrations.js';
+import { defaultAppliedBy, type MigrateResult, type Migration } from '../keystore/migrations.js';
 
 export const SERVER_INFO: ServerInfo = {
   vendor: 'kmipd',
@@ -155,6 +155,11 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     appliedBy: defaultAppliedBy(nodeId),
     ...(opts.migrations ? { migrations: opts.migrations } : {}),
   });
+  const migrated = (store as { migrated?: MigrateResult }).migrated;
+  if (migrated !== undefined && migrated.applied.length > 0) {
+    if (migrated.from === 0) opts.log.info({ schemaVersion: migrated.to }, 'keystore created');
+    else for (const m of migrated.applied) opts.log.info({ version: m.version, migration: m.name }, 'keystore schema migration applied');
+  }
   // The master key version the keystore was moved to: the manifest's, or the pending one of an
   // interrupted `kmipd master` command (see master-versions.ts).
   let master: MasterKeyProvider;

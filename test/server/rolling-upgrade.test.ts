@@ -106,6 +106,23 @@ t.test('rolling upgrade of nodes sharing a PostgreSQL keystore', async (t) => {
     t.equal(await snapshot(), before, 'nothing changed');
   });
 
+  await t.test('kmipd migrate on PostgreSQL applies what a schema from an older build lacks', async (t) => {
+    const legacy = `${url}?schema=legacy`;
+    const { openPostgresStore } = await import('../../src/keystore/postgres.js');
+    await (await openPostgresStore(legacy, { password: pg.password, migrations: PG_MIGRATIONS.slice(0, 1), pending: 'apply' })).close();
+    const dry = await runKmipd(['migrate', '--data', A, '--store', legacy, '--dry-run']);
+    t.match(dry.out, /schema version 1; this kmipd knows 2/);
+    t.match(dry.out, /pending +2 +version table/);
+    t.same(await pg.query('rolling', `SELECT value FROM legacy.meta WHERE key = 'schema_version'`), [{ value: '1' }], 'dry run: still at 1');
+    const real = await runKmipd(['migrate', '--data', A, '--store', legacy, '--json']);
+    t.equal(process.exitCode ?? 0, 0, real.err);
+    const j = JSON.parse(real.out) as { applied: { version: number }[]; after: { current: number; state: string } };
+    t.same([j.applied, j.after.current, j.after.state], [[{ version: 2, name: PG_MIGRATIONS[1]!.name }], 2, 'current']);
+    const rows = await pg.query<{ version: number; applied_at: string | null; applied_by: string | null }>('rolling', 'SELECT version, applied_at, applied_by FROM legacy.schema_migrations ORDER BY version');
+    t.same(rows.map((x) => [x.version, x.applied_at === null]), [[1, true], [2, false]], 'history recorded: 1 before the version table, 2 now');
+    t.match(rows[1]?.applied_by, new RegExp(`^${a.state.nodeId}@`));
+  });
+
   await t.test('a failing migration is rolled back and named', async (t) => {
     const bad: PgMigration = { version: N + 1, name: 'test: fails half way', compatible: true, sql: 'CREATE TABLE half (x int); SELECT 1/0;' };
     await t.rejects(runMigrate(A, { migrations: [...PG_MIGRATIONS, bad] }), new RegExp(`schema migration ${N + 1} \\(test: fails half way\\) failed: division by zero; the keystore stays at version ${N}`));
