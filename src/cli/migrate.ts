@@ -133,7 +133,9 @@ export async function runMigrate(dir: string, opts: { store?: string; dryRun?: b
     const before = await tool.report();
     let applied: MigrateOutcome['applied'] = [];
     let after = before;
-    if (!opts.dryRun && before.state === 'pending') {
+    // A new (empty) PostgreSQL schema is created here too: e.g. by a database owner before the
+    // nodes, which then need no right to create tables, start.
+    if (!opts.dryRun && (before.state === 'pending' || before.state === 'new')) {
       applied = (await tool.apply(opts.by ?? defaultAppliedBy(readNodeId(dir) ?? 'kmipd-migrate'))).applied;
       after = await tool.report();
     }
@@ -159,8 +161,9 @@ export function migrateText(o: MigrateOutcome): string {
   let s = `keystore ${o.store}: schema version ${b.current}; this kmipd knows ${b.known}\n`;
   for (const e of b.entries) s += entryLine(e);
   const pending = b.entries.filter((e) => e.status === 'pending');
+  if (b.state === 'new') s += 'the keystore has no schema yet: kmipd migrate (or the first `kmipd serve`) creates it at the newest version\n';
   if (o.dryRun) {
-    if (b.state === 'pending') s += `dry run: ${pending.length} migration${pending.length === 1 ? '' : 's'} would be applied in one transaction (nothing was changed)\n`;
+    if (b.state === 'pending' || b.state === 'new') s += `dry run: ${pending.length} migration${pending.length === 1 ? '' : 's'} would be applied in one transaction (nothing was changed)\n`;
   } else {
     for (const a of o.applied) s += `applied ${a.version} "${a.name}"\n`;
     if (o.applied.length > 0) s += `keystore now at schema version ${o.after.current}\n`;
@@ -193,6 +196,6 @@ export function register(program: Command): void {
         return;
       }
       writer(cmd)(opts.json ? JSON.stringify(o, null, 2) + '\n' : migrateText(o));
-      if (!o.ok && !(o.dryRun && o.before.state === 'pending')) process.exitCode = 1;
+      if (!o.ok && !(o.dryRun && (o.before.state === 'pending' || o.before.state === 'new'))) process.exitCode = 1;
     });
 }

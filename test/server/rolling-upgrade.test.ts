@@ -121,6 +121,14 @@ t.test('rolling upgrade of nodes sharing a PostgreSQL keystore', async (t) => {
     const rows = await pg.query<{ version: number; applied_at: string | null; applied_by: string | null }>('rolling', 'SELECT version, applied_at, applied_by FROM legacy.schema_migrations ORDER BY version');
     t.same(rows.map((x) => [x.version, x.applied_at === null]), [[1, true], [2, false]], 'history recorded: 1 before the version table, 2 now');
     t.match(rows[1]?.applied_by, new RegExp(`^${a.state.nodeId}@`));
+
+    // An empty schema: created by kmipd migrate (e.g. by the database owner before the nodes start).
+    const fresh = `${url}?schema=fresh`;
+    const created = await runKmipd(['migrate', '--data', A, '--store', fresh]);
+    t.equal(process.exitCode ?? 0, 0, created.err);
+    t.match(created.out, /the keystore has no schema yet/);
+    t.match(created.out, new RegExp(`keystore now at schema version ${N}`));
+    t.match((await runKmipd(['migrate', '--data', A, '--store', fresh])).out, /up to date/);
   });
 
   await t.test('a failing migration is rolled back and named', async (t) => {
