@@ -232,7 +232,9 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
           reader = undefined; // nothing read from a damaged database is worth checking against
         }
         else if (r.schema > LATEST_SCHEMA_VERSION) add('keystore', 'fail', `schema version ${r.schema} is newer than this kmipd (${LATEST_SCHEMA_VERSION})`, 'upgrade kmipd');
-        else if (r.schema < LATEST_SCHEMA_VERSION) add('keystore', 'warn', `schema version ${r.schema}; this kmipd migrates it to ${LATEST_SCHEMA_VERSION} when the server starts`);
+        else if (r.schema < LATEST_SCHEMA_VERSION) {
+          add('keystore', 'warn', `schema version ${r.schema}; this kmipd's is ${LATEST_SCHEMA_VERSION}`, `run \`kmipd migrate --data ${dir}\` (--dry-run shows what it does); migrations marked automatic are applied when the server starts`);
+        }
         else add('keystore', 'ok', `${file}: integrity check ok, schema version ${r.schema}`);
       } catch (e) {
         add('keystore', 'fail', `${file} cannot be opened: ${(e as Error).message}`, 'check its permissions; restore it from a backup if it is damaged');
@@ -245,7 +247,9 @@ export async function runDoctor(dirArg: string, opts: DoctorOptions = {}): Promi
       const v = Number(await store.getMeta(SCHEMA_VERSION_KEY));
       add('keystore', 'ok', `PostgreSQL reachable, schema version ${v}${latestSchemaVersion('postgres') === v ? '' : ' (not the latest)'}`);
     } catch (e) {
-      add('keystore', 'fail', `the PostgreSQL keystore cannot be reached: ${(e as Error).message}`, 'check the database, the URL in kmipd.json and the password (PGPASSWORD, KMIPD_DB_PASSWORD_FILE or keystore.passwordFile)');
+      const name = (e as Error).name;
+      if (name === 'PendingMigrationError' || name === 'UnsupportedSchemaError') add('keystore', 'fail', (e as Error).message, `\`kmipd migrate --data ${dir} --dry-run\` lists the migrations`);
+      else add('keystore', 'fail', `the PostgreSQL keystore cannot be reached: ${(e as Error).message}`, 'check the database, the URL in kmipd.json and the password (PGPASSWORD, KMIPD_DB_PASSWORD_FILE or keystore.passwordFile)');
     }
   }
 

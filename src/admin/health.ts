@@ -5,7 +5,9 @@
  *   masterKey          the canary reproduced by the master key, and a wrap/unwrap round trip
  *                      (for PKCS#11 this is a real operation in the HSM)
  *   serverCertificate  the certificate being served is within its validity
- *   migrations         the keystore's schema is at the version this build needs
+ *   migrations         the keystore's schema is one this build serves: the version it knows, or
+ *                      one compatible version ahead (a rolling upgrade in progress); not ready
+ *                      when another node migrated it beyond that, or it has pending migrations
  *
  * Each check has a deadline (a hung database or HSM fails the check instead of hanging the
  * probe). Results are reused for a second and concurrent probes share one run, so a load
@@ -18,6 +20,7 @@ import type { Logger } from 'pino';
 import { META_MASTER_ID, checkCanary, type MasterKeyProvider } from '../crypto/masterkey.js';
 import { LATEST_SCHEMA_VERSION, SCHEMA_VERSION_KEY } from '../keystore/migrations.js';
 import { PG_LATEST_SCHEMA_VERSION } from '../keystore/postgres-migrations.js';
+import { isSchemaAware } from '../keystore/nodes.js';
 import type { KeyStore } from '../keystore/types.js';
 import { VERSION } from '../version.js';
 import { validNow } from './certs.js';
@@ -178,6 +181,13 @@ export class HealthChecker {
   }
 
   private async migrations(): Promise<string | undefined> {
+    const store = this.target.store;
+    if (isSchemaAware(store)) {
+      const r = await store.schemaReport();
+      if (r.state === 'current') return `schema version ${r.current}`;
+      if (r.state === 'compatible-newer') return `schema version ${r.current}, one compatible version ahead of this kmipd (${r.known}): upgrade this node`;
+      throw new Error(r.problem ?? `the keystore schema is at version ${r.current}, this kmipd needs ${r.known}`);
+    }
     const latest = latestSchemaVersion(this.target.store.backend);
     const v = Number(await this.target.store.getMeta(SCHEMA_VERSION_KEY));
     if (latest === undefined) return `schema version ${v}`;

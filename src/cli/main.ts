@@ -23,6 +23,7 @@ export const AUDITED_COMMANDS: ReadonlySet<string> = new Set([
   'cert issue',
   'cert sign',
   'cert rotate-server',
+  'migrate',
 ]);
 
 function commandPath(cmd: Command): string {
@@ -34,7 +35,8 @@ function commandPath(cmd: Command): string {
 async function auditAfter(_program: Command, action: Command): Promise<void> {
   const name = commandPath(action);
   if (!AUDITED_COMMANDS.has(name)) return;
-  const opts = action.opts<{ data?: string; cn?: string; csr?: string }>();
+  const opts = action.opts<{ data?: string; cn?: string; csr?: string; dryRun?: boolean }>();
+  if (opts.dryRun === true) return; // changed nothing
   if (!opts.data || !existsSync(join(opts.data, MANIFEST))) return;
   const failed = (process.exitCode ?? 0) !== 0;
   const object = action.args[0] ?? opts.cn ?? opts.csr;

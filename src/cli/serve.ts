@@ -70,7 +70,9 @@ export function register(program: Command): void {
     .option('--pkcs11-key-label <label>', 'label of the master key in the token', 'kmipd-master')
     .addOption(new Option('--hsm-mode <mode>', 'root: the HSM wraps root keys; direct: every object is sealed inside the HSM').choices(['root', 'direct']).default('root'))
     .option('--store <store>', 'keystore of a NEW data directory: postgres://USER@HOST:PORT/DB[?sslmode=verify-full&sslrootcert=FILE] shared by several nodes (password from PGPASSWORD or "passwordFile" in kmipd.json), or sqlite (default)')
-    .option('--join <bundle>', 'set up a NEW data directory from `kmipd node export` of another node (passphrase from KMIPD_BUNDLE_PASSPHRASE or asked), then serve');
+    .option('--join <bundle>', 'set up a NEW data directory from `kmipd node export` of another node (passphrase from KMIPD_BUNDLE_PASSPHRASE or asked), then serve')
+    .option('--migrate', 'apply pending keystore schema migrations at start instead of refusing to start (single-node SQLite; on a cluster run `kmipd migrate` once)')
+    .option('--heartbeat-seconds <n>', 'how often this node writes its heartbeat to the keystore, for `kmipd cluster status` (default 10)');
   // Every setting: flag > KMIPD_* environment > kmipd.json "server" section > default (src/config).
   addSettingFlags(serve).action(async (f: ServeFlags, cmd: Command) => {
       if (cmd.getOptionValueSource('data') !== 'cli') f.data = defaultDataDir();
@@ -116,6 +118,8 @@ export function register(program: Command): void {
           log,
           limits: { ...settings.limits },
           observer: ops.observer,
+          migrate: settings.migrate,
+          heartbeatMs: settings.heartbeatSeconds * 1000,
         });
         try {
           await ops.attach(server); // admin listener, usage tracking, certificate expiry warnings

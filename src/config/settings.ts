@@ -51,6 +51,10 @@ export interface ServerSettings {
   };
   /** A file holding the node bundle passphrase (`kmipd node export`, `serve --join`). */
   bundlePassphraseFile: string | undefined;
+  /** Apply pending keystore schema migrations at start (`serve --migrate`) instead of refusing to start. */
+  migrate: boolean;
+  /** How often the node heartbeat is written to the keystore (`kmipd cluster status`). */
+  heartbeatSeconds: number;
 }
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -108,6 +112,16 @@ function path(raw: unknown): string {
   if (typeof raw !== 'string' || raw.trim() === '') throw new Error(`must be a file path, not ${JSON.stringify(raw)}`);
   if (/[\u0000-\u001f]/.test(raw)) throw new Error('must not contain control characters');
   return raw;
+}
+
+function bool(raw: unknown, from: Origin): boolean {
+  if (typeof raw === 'boolean') return raw;
+  if (typeof raw === 'string' && from !== 'file') {
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  }
+  throw new Error(`must be true or false${from === 'file' ? ' (a JSON boolean)' : ''}, not ${JSON.stringify(raw)}`);
 }
 
 function portOrOff(raw: unknown, from: Origin): number | undefined {
@@ -209,6 +223,24 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: 60,
     parse: int(0, 86_400),
     help: 'how often last-use times are written to the keystore (0: usage tracking off)',
+  },
+  {
+    path: 'migrate',
+    env: 'KMIPD_MIGRATE',
+    flag: '--migrate',
+    key: 'migrate',
+    default: false,
+    parse: bool,
+    help: 'apply pending keystore schema migrations at start (single node; clusters run `kmipd migrate`)',
+  },
+  {
+    path: 'heartbeatSeconds',
+    env: 'KMIPD_HEARTBEAT_SECONDS',
+    flag: '--heartbeat-seconds',
+    key: 'heartbeatSeconds',
+    default: 10,
+    parse: int(1, 3600),
+    help: 'how often this node writes its heartbeat to the keystore (kmipd cluster status)',
   },
   {
     path: 'bundlePassphraseFile',
@@ -325,6 +357,8 @@ export function resolveSettings(input: ResolveInput): Resolved {
       admin: { host: v('admin.host'), port: v('admin.port'), clients: v('admin.clients') },
       usage: { flushSeconds: v('usage.flushSeconds') },
       bundlePassphraseFile: v('bundlePassphraseFile'),
+      migrate: v('migrate'),
+      heartbeatSeconds: v('heartbeatSeconds'),
     },
     sources,
   };

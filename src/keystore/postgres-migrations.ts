@@ -5,25 +5,38 @@
  * database can hold other things, or several kmipd clusters side by side. The schema version is
  * `meta.schema_version`. Pending migrations run in one transaction together with the version
  * bump, holding a transaction-level advisory lock, so that several nodes starting at once apply
- * them exactly once and the others wait, then see the new version. A schema whose version is
- * above the newest migration this build knows was written by a newer kmipd and is refused
- * untouched.
+ * them exactly once and the others wait, then see the new version. Pending, newer and
+ * compatible-newer schemas are handled as src/keystore/migrations.ts describes (shared rules,
+ * schema_migrations table).
  *
- * Rules for adding a migration: append `{ version: n + 1, ... }`, never edit a released one.
- * `up` runs with `search_path` set to the kmipd schema (SET LOCAL), so names are unqualified.
+ * Rules for adding a migration: see migrations.ts. `sql` runs with `search_path` set to the
+ * kmipd schema (SET LOCAL), so names are unqualified.
  */
+import type { PoolClient } from 'pg';
+import {
+  SCHEMA_VERSION_KEY,
+  buildSchemaReport,
+  checkMigrationList,
+  defaultAppliedBy,
+  historyRows,
+  pendingMigrations,
+  PendingMigrationError,
+  type AppliedBy,
+  type AppliedMigration,
+  type MigrateResult,
+  type Migration,
+  type PendingMode,
+  type SchemaReport,
+} from './migrations.js';
+import { UnsupportedSchemaError } from './types.js';
 
-export interface PgMigration {
-  version: number;
-  description: string;
-  /** Plain SQL, one or more statements, run inside the migration transaction. */
-  sql: string;
-}
+export type PgMigration = Migration;
 
 export const PG_MIGRATIONS: readonly PgMigration[] = [
   {
     version: 1,
-    description: 'initial schema: meta, objects, attribute index, tombstones, root keys, trust',
+    name: 'initial schema: meta, objects, attribute index, tombstones, root keys, trust',
+    compatible: false,
     sql: `
       CREATE TABLE meta (
         key   text PRIMARY KEY,
@@ -92,6 +105,143 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'version table (schema_migrations) and node heartbeats (nodes)',
+    compatible: true,
+    automatic: true,
+    sql: `
+      -- Every migration applied to this schema (src/keystore/migrations.ts).
+      CREATE TABLE schema_migrations (
+        version       integer PRIMARY KEY,
+        name          text    NOT NULL,
+        checksum      text    NOT NULL,  -- SHA-256 (hex) of the migration's SQL
+        compatible    boolean NOT NULL,
+        applied_at    bigint,            -- ms since the epoch; NULL: applied before this table existed
+        applied_by    text,              -- node id @ host
+        kmipd_version text
+      );
+
+      -- The nodes serving this keystore and their last heartbeat (src/server/heartbeat.ts).
+      CREATE TABLE nodes (
+        node_id      text   PRIMARY KEY,
+        state        text   NOT NULL CHECK (state IN ('serving', 'stopped')),
+        heartbeat_at bigint NOT NULL,    -- ms since the epoch, the database's clock
+        info         text   NOT NULL     -- JSON
+      );
+    `,
+  },
 ];
 
 export const PG_LATEST_SCHEMA_VERSION: number = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]?.version ?? 0;
+
+/**
+ * The schema version of `schema` as seen by `c`: 0 when the schema is missing or empty.
+ * Throws UnsupportedSchemaError when the schema holds tables but no kmipd version.
+ */
+export async function pgReadSchemaVersion(c: PoolClient, schema: string): Promise<{ version: number; tables: Set<string> }> {
+  const tables = await c.query<{ name: string }>(`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1`, [schema]);
+  const names = new Set(tables.rows.map((r) => r.name));
+  if (names.size === 0) return { version: 0, tables: names };
+  if (!names.has('meta')) {
+    throw new UnsupportedSchemaError(`the PostgreSQL schema "${schema}" is not a kmipd keystore (it has tables, but no kmipd meta table)`);
+  }
+  const r = await c.query<{ value: string }>(`SELECT value FROM "${schema}".meta WHERE key = $1`, [SCHEMA_VERSION_KEY]);
+  const raw = r.rows[0]?.value;
+  const v = raw === undefined ? NaN : Number(raw);
+  if (!Number.isSafeInteger(v) || v < 1) throw new UnsupportedSchemaError(`the PostgreSQL schema "${schema}" has an unreadable schema version (${raw ?? 'none'})`);
+  return { version: v, tables: names };
+}
+
+interface AppliedRowPg {
+  version: number;
+  name: string;
+  checksum: string;
+  compatible: boolean;
+  applied_at: string | number | null;
+  applied_by: string | null;
+  kmipd_version: string | null;
+}
+
+async function pgAppliedRows(c: PoolClient, schema: string, tables: Set<string>): Promise<AppliedMigration[]> {
+  if (!tables.has('schema_migrations')) return [];
+  const r = await c.query<AppliedRowPg>(`SELECT * FROM "${schema}".schema_migrations ORDER BY version`);
+  return r.rows.map((x) => ({
+    version: Number(x.version),
+    name: x.name,
+    checksum: x.checksum,
+    compatible: x.compatible,
+    appliedAt: x.applied_at === null ? null : Number(x.applied_at),
+    appliedBy: x.applied_by,
+    kmipdVersion: x.kmipd_version,
+  }));
+}
+
+/** The schema report of `schema`; reads only. */
+export async function pgSchemaReport(c: PoolClient, schema: string, migrations: readonly Migration[] = PG_MIGRATIONS): Promise<SchemaReport> {
+  const { version, tables } = await pgReadSchemaVersion(c, schema);
+  return buildSchemaReport('postgres', `the PostgreSQL schema "${schema}"`, version, migrations, version === 0 ? [] : await pgAppliedRows(c, schema, tables));
+}
+
+export interface PgMigrateOptions {
+  pending?: PendingMode;
+  by?: AppliedBy;
+  /** Takes the cluster-wide migration lock (transaction-level advisory lock) on `c`. */
+  lock(): Promise<unknown>;
+  /** Connection errors are passed through as they are (the caller classifies them). */
+  isConnectionError(e: unknown): boolean;
+}
+
+/**
+ * Brings `schema` to the newest version of `migrations`, in one transaction holding the
+ * cluster-wide migration lock. Refuses (writing nothing) what buildSchemaReport says this build
+ * cannot serve; pending migrations are applied only with `pending: 'apply'` (or when all are
+ * automatic).
+ */
+export async function pgMigrate(c: PoolClient, schema: string, migrations: readonly Migration[], opts: PgMigrateOptions): Promise<MigrateResult> {
+  const latest = checkMigrationList(migrations);
+  await c.query('BEGIN');
+  try {
+    await opts.lock();
+    const report = await pgSchemaReport(c, schema, migrations);
+    const from = report.current;
+    if (report.state === 'newer') throw new UnsupportedSchemaError(report.problem);
+    if (report.state === 'pending' && (opts.pending ?? 'apply') === 'refuse' && report.problem !== undefined) throw new PendingMigrationError(report.problem);
+    let applied: Migration[] = [];
+    if (from < latest) {
+      applied = pendingMigrations(from, migrations);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+      await c.query(`SET LOCAL search_path TO "${schema}"`);
+      for (const m of applied) {
+        try {
+          await c.query(m.sql);
+        } catch (e) {
+          if (opts.isConnectionError(e)) throw e;
+          throw new Error(`schema migration ${m.version} (${m.name}) failed: ${(e as Error).message}; the keystore stays at version ${from}`, { cause: e });
+        }
+      }
+      await c.query(`INSERT INTO "${schema}".meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [
+        SCHEMA_VERSION_KEY,
+        String(latest),
+      ]);
+      const { tables } = await pgReadSchemaVersion(c, schema);
+      if (tables.has('schema_migrations')) {
+        const present = new Set((await pgAppliedRows(c, schema, tables)).map((r) => r.version));
+        const by = opts.by ?? defaultAppliedBy();
+        const now = Number((await c.query<{ now: string }>(`SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now`)).rows[0]?.now ?? Date.now());
+        for (const r of historyRows(latest, migrations, present, new Set(applied.map((m) => m.version)), by, now)) {
+          await c.query(
+            `INSERT INTO "${schema}".schema_migrations (version, name, checksum, compatible, applied_at, applied_by, kmipd_version) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+            [r.version, r.name, r.checksum, r.compatible, r.appliedAt, r.appliedBy, r.kmipdVersion],
+          );
+        }
+      }
+    }
+    await c.query('COMMIT');
+    const to = Math.max(from, latest);
+    return { from, to, applied: applied.map((m) => ({ version: m.version, name: m.name })) };
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}

@@ -32,8 +32,9 @@ import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import type { Pool, PoolClient, PoolConfig, QueryConfig, QueryResultRow } from 'pg';
 import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
-import { SCHEMA_VERSION_KEY } from './migrations.js';
-import { PG_MIGRATIONS, type PgMigration } from './postgres-migrations.js';
+import { SCHEMA_VERSION_KEY, type AppliedBy, type MigrateResult, type PendingMode, type SchemaReport } from './migrations.js';
+import type { NodeRegistry, NodeRow, SchemaAware } from './nodes.js';
+import { PG_MIGRATIONS, pgMigrate, pgSchemaReport, type PgMigration } from './postgres-migrations.js';
 import type { StoreSnapshot } from './snapshot.js';
 import {
   ConcurrentModificationError,
@@ -366,76 +367,18 @@ export interface PostgresStoreOptions {
   baseDir?: string;
   /** Connections kept open at most (default 10). */
   poolSize?: number;
-  /** Migrations to apply (tests only; defaults to the real list). */
+  /** The migrations this build knows (defaults to the real list; tests give older or newer ones). */
   migrations?: readonly PgMigration[];
+  /**
+   * Pending migrations of an existing schema: applied, or refused with PendingMigrationError
+   * (default 'refuse'); 'inspect' connects without touching the schema (`kmipd migrate`). A new
+   * schema is created, and automatic migrations applied, unless 'inspect' (see migrations.ts).
+   */
+  pending?: PendingMode | 'inspect';
+  /** Recorded in schema_migrations for the migrations applied. */
+  appliedBy?: AppliedBy;
   /** Called when the pool loses a connection (it reconnects by itself). */
   onConnectionError?: (err: Error) => void;
-}
-
-function checkList(migrations: readonly PgMigration[]): number {
-  migrations.forEach((m, i) => {
-    if (m.version !== i + 1) throw new Error(`migration list is not numbered 1..n (entry ${i} has version ${m.version})`);
-  });
-  return migrations.length;
-}
-
-/**
- * The schema version of `schema` as seen by `c`: 0 when the schema is missing or empty.
- * Throws UnsupportedSchemaError when the schema holds tables but no kmipd version.
- */
-async function readSchemaVersion(c: PoolClient, schema: string): Promise<number> {
-  const tables = await c.query<{ name: string }>(`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1`, [schema]);
-  const names = new Set(tables.rows.map((r) => r.name));
-  if (names.size === 0) return 0;
-  if (!names.has('meta')) {
-    throw new UnsupportedSchemaError(`the PostgreSQL schema "${schema}" is not a kmipd keystore (it has tables, but no kmipd meta table)`);
-  }
-  const r = await c.query<{ value: string }>(`SELECT value FROM "${schema}".meta WHERE key = $1`, [SCHEMA_VERSION_KEY]);
-  const raw = r.rows[0]?.value;
-  const v = raw === undefined ? NaN : Number(raw);
-  if (!Number.isSafeInteger(v) || v < 1) throw new UnsupportedSchemaError(`the PostgreSQL schema "${schema}" has an unreadable schema version (${raw ?? 'none'})`);
-  return v;
-}
-
-/**
- * Brings `schema` to the newest version of `migrations`, in one transaction holding the
- * cluster-wide migration lock. A schema newer than this build is refused untouched.
- */
-async function migrate(c: PoolClient, schema: string, migrations: readonly PgMigration[]): Promise<{ from: number; to: number }> {
-  const latest = checkList(migrations);
-  await c.query('BEGIN');
-  try {
-    await c.query(lockQuery('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, lockKey(schema, 'migrate')]));
-    const from = await readSchemaVersion(c, schema);
-    if (from > latest) {
-      throw new UnsupportedSchemaError(
-        `the PostgreSQL schema "${schema}" has schema version ${from}, newer than this kmipd supports (${latest}): ` +
-          'it was written by a newer kmipd; upgrade kmipd (the database was not modified)',
-      );
-    }
-    if (from < latest) {
-      await c.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-      await c.query(`SET LOCAL search_path TO "${schema}"`);
-      for (const m of migrations) {
-        if (m.version <= from) continue;
-        try {
-          await c.query(m.sql);
-        } catch (e) {
-          if (isConnectionError(e)) throw e;
-          throw new Error(`schema migration ${m.version} (${m.description}) failed: ${(e as Error).message}`, { cause: e });
-        }
-      }
-      await c.query(`INSERT INTO "${schema}".meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [
-        SCHEMA_VERSION_KEY,
-        String(latest),
-      ]);
-    }
-    await c.query('COMMIT');
-    return { from, to: Math.max(from, latest) };
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
 }
 
 /**
@@ -453,6 +396,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener
   // the 'error' event would end the process.
   pool.on('error', (err) => opts.onConnectionError?.(err));
+  let migrated: MigrateResult | undefined;
   try {
     const c = await pool.connect();
     let broken = false;
@@ -461,7 +405,8 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     };
     c.on('error', onErr);
     try {
-      await migrate(c, target.schema, opts.migrations ?? PG_MIGRATIONS);
+      if (opts.pending === 'inspect') await c.query('SELECT 1');
+      else migrated = await migrateSchema(c, target.schema, opts.migrations ?? PG_MIGRATIONS, opts.pending ?? 'refuse', opts.appliedBy);
     } catch (e) {
       broken = broken || isConnectionError(e);
       throw e;
@@ -474,14 +419,28 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     if (isConnectionError(e)) throw unavailable(e, target.display);
     throw e;
   }
-  return new PostgresKeyStore(pool, target);
+  const store = new PostgresKeyStore(pool, target, opts.migrations ?? PG_MIGRATIONS);
+  store.migrated = migrated;
+  return store;
+}
+
+function migrateSchema(c: PoolClient, schema: string, migrations: readonly PgMigration[], pending: PendingMode, by?: AppliedBy): Promise<MigrateResult> {
+  return pgMigrate(c, schema, migrations, {
+    pending,
+    ...(by ? { by } : {}),
+    lock: () => c.query(lockQuery('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, lockKey(schema, 'migrate')])),
+    isConnectionError,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // The store
 
-export class PostgresKeyStore implements KeyStore {
+export class PostgresKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   readonly backend = 'postgres';
+  readonly #migrations: readonly PgMigration[];
+  /** What opening the store migrated (from = to when nothing; undefined with pending 'inspect'). */
+  migrated: MigrateResult | undefined;
   readonly schema: string;
   /** The URL without secrets. */
   readonly display: string;
@@ -493,8 +452,9 @@ export class PostgresKeyStore implements KeyStore {
   readonly #s: string;
 
   /** Use openPostgresStore. */
-  constructor(pool: Pool, target: PostgresTarget) {
+  constructor(pool: Pool, target: PostgresTarget, migrations: readonly PgMigration[] = PG_MIGRATIONS) {
     this.#pool = pool;
+    this.#migrations = migrations;
     this.schema = target.schema;
     this.display = target.display;
     const s = `"${target.schema}".`;
@@ -1029,6 +989,51 @@ export class PostgresKeyStore implements KeyStore {
         };
         return fn(snap);
       }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
+    );
+  }
+
+  // ---- schema and nodes (nodes.ts) ----------------------------------------------------------
+
+  schemaReport(): Promise<SchemaReport> {
+    return this.#op(() => this.#withClient((c) => pgSchemaReport(c, this.schema, this.#migrations)));
+  }
+
+  /** Applies the pending migrations (one transaction, cluster-wide lock): `kmipd migrate`. */
+  applyMigrations(by?: AppliedBy): Promise<MigrateResult> {
+    return this.#op(() => this.#withClient((c) => migrateSchema(c, this.schema, this.#migrations, 'apply', by)));
+  }
+
+  putNode(nodeId: string, state: NodeRow['state'], info: string): Promise<void> {
+    return this.#op(async () => {
+      await this.#query(
+        `INSERT INTO ${this.#s}nodes (node_id, state, heartbeat_at, info)
+         VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint, $3)
+         ON CONFLICT (node_id) DO UPDATE SET state = excluded.state, heartbeat_at = excluded.heartbeat_at, info = excluded.info`,
+        [nodeId, state, info],
+      );
+    });
+  }
+
+  removeNode(nodeId: string): Promise<void> {
+    return this.#op(async () => {
+      await this.#query(`DELETE FROM ${this.#s}nodes WHERE node_id = $1`, [nodeId]);
+    });
+  }
+
+  listNodes(): Promise<{ now: number; nodes: NodeRow[] }> {
+    return this.#op(() =>
+      this.#tx(async (c) => {
+        const now = Number((await c.query<{ now: string }>(`SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now`)).rows[0]?.now);
+        const rows = (
+          await c.query<{ node_id: string; state: string; heartbeat_at: number; info: string }>(
+            `SELECT node_id, state, heartbeat_at, info FROM ${this.#s}nodes ORDER BY node_id`,
+          )
+        ).rows;
+        return {
+          now,
+          nodes: rows.map((r) => ({ nodeId: r.node_id, state: r.state === 'stopped' ? ('stopped' as const) : ('serving' as const), heartbeatAt: Number(r.heartbeat_at), info: r.info })),
+        };
+      }),
     );
   }
 

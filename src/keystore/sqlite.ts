@@ -35,7 +35,19 @@ import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, statSync } from '
 import { dirname, resolve } from 'node:path';
 import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
 import { KeyStoreUnavailableError } from './unavailable.js';
-import { assertSupportedSchema, migrate, SCHEMA_VERSION_KEY, type Migration, MIGRATIONS } from './migrations.js';
+import {
+  assertSupportedSchema,
+  migrate,
+  sqliteSchemaReport,
+  SCHEMA_VERSION_KEY,
+  type AppliedBy,
+  type MigrateResult,
+  type Migration,
+  MIGRATIONS,
+  type PendingMode,
+  type SchemaReport,
+} from './migrations.js';
+import type { NodeRegistry, NodeRow, SchemaAware } from './nodes.js';
 import {
   ConcurrentModificationError,
   DuplicateObjectError,
@@ -52,13 +64,21 @@ const MAX_GROUP = 2000;
 const LOCATE_CACHE = 256;
 
 export interface SqliteStoreOptions {
-  /** Migrations to apply (tests only; defaults to the real list). */
+  /** The migrations this build knows (defaults to the real list; tests give older or newer ones). */
   migrations?: readonly Migration[];
   /**
    * Flushes the WAL file (an open descriptor) to disk; defaults to fdatasync(2) on the thread
    * pool. Tests wrap it to check that nothing is acknowledged before it returns.
    */
   flushWal?: (fd: number) => Promise<void>;
+  /**
+   * Pending migrations of an existing database: applied, or refused with PendingMigrationError
+   * before anything is written (default 'refuse'). A new database is always created; automatic
+   * migrations are always applied (see migrations.ts).
+   */
+  pending?: PendingMode;
+  /** Recorded in schema_migrations for the migrations applied. */
+  appliedBy?: AppliedBy;
 }
 
 /** fdatasync(2) on libuv's thread pool. */
@@ -179,18 +199,24 @@ function fsyncDirectory(dir: string): void {
 }
 
 /**
- * Opens (creating if missing, mode 0600) and migrates the keystore at `path`.
- * Rejects with UnsupportedSchemaError, leaving the file untouched, when the database was
- * written by a newer kmipd or is not a kmipd database.
+ * Opens (creating if missing, mode 0600) the keystore at `path`, applying migrations as
+ * `options.pending` says (see migrations.ts). Rejects, leaving the file untouched, with
+ * UnsupportedSchemaError when the database was written by a newer kmipd beyond the
+ * compatibility window or is not a kmipd database, and with PendingMigrationError when it needs
+ * `kmipd migrate` first.
  */
 export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<SqliteKeyStore> {
   const file = resolve(path);
   createPrivateFile(file);
   const db = new Database(file, { fileMustExist: true });
+  let migrated: MigrateResult;
   try {
     db.pragma('busy_timeout = 5000');
-    // Before anything writes (journal_mode does): refuse a newer or foreign database untouched.
-    assertSupportedSchema(db, options.migrations ?? MIGRATIONS);
+    // Before anything writes (journal_mode does): refuse a newer, foreign or not yet migrated
+    // database untouched.
+    const migrations = options.migrations ?? MIGRATIONS;
+    const pending = options.pending ?? 'refuse';
+    assertSupportedSchema(db, migrations, pending, true);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (mode !== 'wal') throw new Error(`${file}: cannot switch to WAL mode (journal_mode is ${String(mode)})`);
     // NORMAL: COMMIT does not fsync; the store flushes the WAL itself, off the event loop, before
@@ -201,7 +227,7 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.pragma('checkpoint_fullfsync = ON');
     db.pragma('foreign_keys = OFF');
     db.pragma('trusted_schema = OFF');
-    migrate(db, options.migrations ?? MIGRATIONS);
+    migrated = migrate(db, migrations, { pending, ...(options.appliedBy ? { by: options.appliedBy } : {}) });
     // Keep planner statistics fresh, bounded in cost (SQLite's recommended use on open).
     db.pragma('analysis_limit = 1000');
     db.pragma('optimize = 0x10002');
@@ -209,12 +235,17 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.close();
     throw e;
   }
-  return new SqliteKeyStore(db, file, options.flushWal ?? fdatasyncAsync);
+  const store = new SqliteKeyStore(db, file, options.migrations ?? MIGRATIONS, options.flushWal ?? fdatasyncAsync);
+  store.migrated = migrated;
+  return store;
 }
 
-export class SqliteKeyStore implements KeyStore {
+export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   readonly backend = 'sqlite';
   readonly path: string;
+  readonly #migrations: readonly Migration[];
+  /** What opening the store migrated (from = to when nothing). */
+  migrated: MigrateResult | undefined;
 
   readonly #db: Database.Database;
   #queue: Job[] = [];
@@ -264,9 +295,15 @@ export class SqliteKeyStore implements KeyStore {
   };
 
   /** Use openSqliteStore. */
-  constructor(db: Database.Database, path: string, flushWal: (fd: number) => Promise<void> = fdatasyncAsync) {
+  constructor(
+    db: Database.Database,
+    path: string,
+    migrations: readonly Migration[] = MIGRATIONS,
+    flushWal: (fd: number) => Promise<void> = fdatasyncAsync,
+  ) {
     this.#db = db;
     this.path = path;
+    this.#migrations = migrations;
     this.#flushWal = flushWal;
     const p = (sql: string): Database.Statement => db.prepare(sql);
     this.#s = {
@@ -759,6 +796,44 @@ export class SqliteKeyStore implements KeyStore {
 
   getMeta(key: string): Promise<string | undefined> {
     return this.#read(() => (this.#s.getMeta.get(key) as { value: string } | undefined)?.value);
+  }
+
+  // ---- schema and nodes (nodes.ts) ----------------------------------------------------------
+
+  schemaReport(): Promise<SchemaReport> {
+    return this.#read(() => sqliteSchemaReport(this.#db, this.#migrations));
+  }
+
+  putNode(nodeId: string, state: NodeRow['state'], info: string): Promise<void> {
+    return this.#enqueue(() => {
+      this.#db
+        .prepare(
+          `INSERT INTO nodes (node_id, state, heartbeat_at, info) VALUES (?, ?, ?, ?)
+           ON CONFLICT (node_id) DO UPDATE SET state = excluded.state, heartbeat_at = excluded.heartbeat_at, info = excluded.info`,
+        )
+        .run(nodeId, state, Date.now(), info);
+    });
+  }
+
+  removeNode(nodeId: string): Promise<void> {
+    return this.#enqueue(() => {
+      this.#db.prepare('DELETE FROM nodes WHERE node_id = ?').run(nodeId);
+    });
+  }
+
+  listNodes(): Promise<{ now: number; nodes: NodeRow[] }> {
+    return this.#read(() => {
+      const rows = this.#db.prepare('SELECT node_id, state, heartbeat_at, info FROM nodes ORDER BY node_id').all() as {
+        node_id: string;
+        state: string;
+        heartbeat_at: number;
+        info: string;
+      }[];
+      return {
+        now: Date.now(),
+        nodes: rows.map((r) => ({ nodeId: r.node_id, state: r.state === 'stopped' ? 'stopped' : 'serving', heartbeatAt: r.heartbeat_at, info: r.info })),
+      };
+    });
   }
 
   /** Flushes pending writes (they resolve or reject as usual), then closes. Idempotent. */

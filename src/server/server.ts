@@ -19,6 +19,8 @@ import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits,
 import { TrustRuntime } from './trust-reload.js';
 import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './store.js';
 import { TrustSync } from './trust-sync.js';
+import { Heartbeat, ensureNodeId } from './heartbeat.js';
+import { defaultAppliedBy, type MigrateResult, type Migration } from '../keystore/migrations.js';
 
 export const SERVER_INFO: ServerInfo = {
   vendor: 'kmipd',
@@ -39,6 +41,8 @@ export interface ServerState {
   sealer: MaterialSealer;
   /** The audit trail, DIR/audit (src/audit); opened lazily, anchored on close. */
   audit: AuditLog;
+  /** This data directory's node id (DIR/node-id, src/server/heartbeat.ts). */
+  nodeId: string;
   close(): Promise<void>;
 }
 
@@ -52,6 +56,10 @@ export interface OpenOptions {
   audit?: AuditTuning;
   /** `serve --store`: the keystore of a new directory, or another URL for its PostgreSQL store (src/server/store.ts). */
   store?: string;
+  /** `serve --migrate`: apply pending schema migrations at start instead of refusing to start. */
+  migrate?: boolean;
+  /** The schema migrations this build knows (default: the real list; tests simulate other builds). */
+  migrations?: readonly Migration[];
 }
 
 /** How often a server re-reads the root key records, to seal under a root key another process made active. */
@@ -141,7 +149,17 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
   const pkiOpts: { sans?: string[]; log: (msg: string) => void } = { log: (msg) => opts.log.info(msg) };
   if (opts.sans) pkiOpts.sans = opts.sans;
   const pki = await ensureServerPki(dir, pkiOpts);
-  const store = await openKeyStore(dir, manifest.keystore, opts.log);
+  const nodeId = ensureNodeId(dir);
+  const store = await openKeyStore(dir, manifest.keystore, opts.log, {
+    pending: opts.migrate ? 'apply' : 'refuse',
+    appliedBy: defaultAppliedBy(nodeId),
+    ...(opts.migrations ? { migrations: opts.migrations } : {}),
+  });
+  const migrated = (store as { migrated?: MigrateResult }).migrated;
+  if (migrated !== undefined && migrated.applied.length > 0) {
+    if (migrated.from === 0) opts.log.info({ schemaVersion: migrated.to }, 'keystore created');
+    else for (const m of migrated.applied) opts.log.info({ version: m.version, migration: m.name }, 'keystore schema migration applied');
+  }
   // The master key version the keystore was moved to: the manifest's, or the pending one of an
   // interrupted `kmipd master` command (see master-versions.ts).
   let master: MasterKeyProvider;
@@ -185,6 +203,7 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     keyring,
     sealer: sealer.sealer,
     audit,
+    nodeId,
     async close() {
       await audit.close(); // its closing anchor needs the master key and the keystore
       await sealer.close();
@@ -203,6 +222,8 @@ export interface ServeOptions extends OpenOptions {
   limits?: Partial<ListenerLimits>;
   /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
   observer?: ServerObserver;
+  /** How often the node heartbeat is written (src/server/heartbeat.ts; default 10 s). */
+  heartbeatMs?: number;
 }
 
 /** The hooks of src/admin into a running server; every part is optional. */
@@ -217,6 +238,8 @@ export interface RunningServer {
   executor: Executor;
   /** Client trust and the server certificate, reloaded from DATA/trust and DATA/pki on change. */
   trust: TrustRuntime;
+  /** This node's row in the keystore's node table (`kmipd cluster status`). */
+  heartbeat: Heartbeat;
   /** Graceful stop: no new connections, requests in flight finish, keystore closed. */
   stop(): Promise<void>;
 }
@@ -286,12 +309,27 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     throw e;
   }
   trust.attach(listener);
+  const heartbeat = new Heartbeat({
+    nodeId: state.nodeId,
+    store: state.store,
+    master: state.master,
+    serverCertPem: () => trust.tlsOptions().cert,
+    listen: () => {
+      const a = listener.address;
+      return { address: a.address, port: a.port };
+    },
+    log: opts.log,
+    ...(opts.heartbeatMs !== undefined ? { intervalMs: opts.heartbeatMs } : {}),
+  });
+  await heartbeat.start(); // a failed write is logged, never fatal
   return {
     state,
     listener,
     executor,
     trust,
+    heartbeat,
     async stop() {
+      await heartbeat.stop();
       await trustSync?.close();
       trust.close();
       await listener.close();

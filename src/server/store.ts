@@ -17,7 +17,8 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipError } from '../codec/errors.js';
-import { openSqliteStore } from '../keystore/sqlite.js';
+import type { AppliedBy, Migration, PendingMode } from '../keystore/migrations.js';
+import { openSqliteStore, type SqliteStoreOptions } from '../keystore/sqlite.js';
 import type { KeyStore } from '../keystore/types.js';
 import { KeyStoreUnavailableError } from '../keystore/unavailable.js';
 import { DataDirError, type KeystoreConfig, type Manifest } from './datadir.js';
@@ -91,12 +92,34 @@ export function postgresPassword(dir: string, c: Extract<KeystoreConfig, { kind:
   }
 }
 
-/** Opens (creating or migrating) the keystore a manifest names. */
-export async function openKeyStore(dir: string, c: KeystoreConfig, log?: Logger): Promise<KeyStore> {
-  if (c.kind === 'sqlite') return openSqliteStore(join(dir, c.file));
+/** How openKeyStore treats the schema (src/keystore/migrations.ts). */
+export interface SchemaOptions {
+  /** Pending migrations of an existing store: refused (default) or applied. */
+  pending?: PendingMode;
+  /** The migrations this build knows (tests simulate older and newer builds with it). */
+  migrations?: readonly Migration[];
+  appliedBy?: AppliedBy;
+}
+
+/**
+ * Opens the keystore a manifest names: a new one is created at the newest schema; one with
+ * pending migrations is refused (PendingMigrationError naming `kmipd migrate`) unless
+ * `schema.pending` is 'apply'.
+ */
+export async function openKeyStore(dir: string, c: KeystoreConfig, log?: Logger, schema: SchemaOptions = {}): Promise<KeyStore> {
+  if (c.kind === 'sqlite') {
+    const o: SqliteStoreOptions = {};
+    if (schema.pending) o.pending = schema.pending;
+    if (schema.migrations) o.migrations = schema.migrations;
+    if (schema.appliedBy) o.appliedBy = schema.appliedBy;
+    return openSqliteStore(join(dir, c.file), o);
+  }
   // Loaded only when used: SQLite-only installations never load the PostgreSQL driver.
   const { openPostgresStore } = await import('../keystore/postgres.js');
   const opts: Parameters<typeof openPostgresStore>[1] = { baseDir: dir };
+  if (schema.pending) opts.pending = schema.pending;
+  if (schema.migrations) opts.migrations = schema.migrations;
+  if (schema.appliedBy) opts.appliedBy = schema.appliedBy;
   const password = postgresPassword(dir, c);
   if (password !== undefined) opts.password = password;
   let warned = 0;

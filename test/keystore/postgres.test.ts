@@ -91,17 +91,21 @@ t.test('PostgreSQL keystore', async (t) => {
     for (const s of stores) t.equal(await s.getMeta('schema_version'), String(PG_LATEST_SCHEMA_VERSION));
     await Promise.all(stores.map((s) => s.close()));
 
-    const m2: PgMigration = { version: PG_LATEST_SCHEMA_VERSION + 1, description: 'test: add a table', sql: 'CREATE TABLE extra (x int)' };
-    const s2 = await openPostgresStore(u, { ...opts, migrations: [...PG_MIGRATIONS, m2] });
+    const m2: PgMigration = { version: PG_LATEST_SCHEMA_VERSION + 1, name: 'test: add a table', compatible: false, sql: 'CREATE TABLE extra (x int)' };
+    await t.rejects(openPostgresStore(u, { ...opts, migrations: [...PG_MIGRATIONS, m2] }), { name: 'PendingMigrationError', message: /kmipd migrate/ }, 'not applied unless asked');
+    const s2 = await openPostgresStore(u, { ...opts, migrations: [...PG_MIGRATIONS, m2], pending: 'apply' });
     t.equal(await s2.getMeta('schema_version'), String(m2.version), 'migrated');
     await s2.close();
-    const m3: PgMigration = { version: m2.version + 1, description: 'test: fails half way', sql: 'CREATE TABLE half (x int); SELECT 1/0' };
-    await t.rejects(openPostgresStore(u, { ...opts, migrations: [...PG_MIGRATIONS, m2, m3] }), /schema migration 3 .*failed: division by zero/);
+    const m3: PgMigration = { version: m2.version + 1, name: 'test: fails half way', compatible: true, sql: 'CREATE TABLE half (x int); SELECT 1/0' };
+    await t.rejects(
+      openPostgresStore(u, { ...opts, migrations: [...PG_MIGRATIONS, m2, m3], pending: 'apply' }),
+      new RegExp(`schema migration ${m3.version} \\(test: fails half way\\) failed: division by zero; the keystore stays at version ${m2.version}`),
+    );
     const half = await cluster.query('keystore_tests', `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'half'`, [schema]);
     t.equal(half.length, 0, 'partial migration rolled back');
     await t.rejects(openPostgresStore(u, opts), {
       name: 'UnsupportedSchemaError',
-      message: /schema version 2, newer than this kmipd supports \(1\).*upgrade kmipd/,
+      message: new RegExp(`schema version ${m2.version}, newer than this kmipd supports: .*which older code cannot serve.*upgrade this node`),
     });
     await cluster.query('keystore_tests', 'CREATE SCHEMA foreign_app; CREATE TABLE foreign_app.songs (title text)');
     await t.rejects(openPostgresStore(`${url}?schema=foreign_app`, opts), UnsupportedSchemaError);

@@ -203,7 +203,7 @@ t.test('a database from a newer kmipd is refused and left untouched', async (t) 
   const listing = readdirSync(dir).sort();
   await t.rejects(openSqliteStore(file), {
     name: 'UnsupportedSchemaError',
-    message: new RegExp(`schema version ${LATEST_SCHEMA_VERSION + 1}, newer than this kmipd supports \\(${LATEST_SCHEMA_VERSION}\\).*upgrade kmipd`),
+    message: new RegExp(`schema version ${LATEST_SCHEMA_VERSION + 1}, newer than this kmipd supports: ahead of this kmipd \\(${LATEST_SCHEMA_VERSION}\\).*upgrade this node`),
   });
   t.equal(sha256(file), hash, 'file unchanged');
   t.same(readdirSync(dir).sort(), listing, 'no file added or removed');
@@ -227,32 +227,28 @@ t.test('migrations: pending ones applied in order; a failing one rolls back enti
   await s1.insert(o);
   await s1.close();
 
-  const m2: Migration = {
-    version: LATEST_SCHEMA_VERSION + 1,
-    description: 'test: add a table',
-    up(db) {
-      db.exec('CREATE TABLE extra (x INTEGER)');
-    },
-  };
-  const s2 = await openSqliteStore(file, { migrations: [...MIGRATIONS, m2] });
+  const m2: Migration = { version: LATEST_SCHEMA_VERSION + 1, name: 'test: add a table', compatible: false, sql: 'CREATE TABLE extra (x INTEGER)' };
+  await t.rejects(openSqliteStore(file, { migrations: [...MIGRATIONS, m2] }), { name: 'PendingMigrationError', message: /kmipd migrate/ }, 'not applied unless asked');
+  const s2 = await openSqliteStore(file, { migrations: [...MIGRATIONS, m2], pending: 'apply' });
   t.equal(await s2.getMeta('schema_version'), String(m2.version), 'migrated');
   assertSameObject(t, await s2.get(o.uid), o, 'data kept');
   await s2.close();
 
   const m3: Migration = {
     version: m2.version + 1,
-    description: 'test: fails half way',
-    up(db) {
-      db.exec('CREATE TABLE half (x INTEGER)');
-      throw new Error('boom');
-    },
+    name: 'test: fails half way',
+    compatible: true,
+    sql: 'CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1)',
   };
-  await t.rejects(openSqliteStore(file, { migrations: [...MIGRATIONS, m2, m3] }), /schema migration 3 .*failed: boom/);
+  await t.rejects(
+    openSqliteStore(file, { migrations: [...MIGRATIONS, m2, m3], pending: 'apply' }),
+    new RegExp(`schema migration ${m3.version} \\(test: fails half way\\) failed: no such table: nowhere; the keystore stays at version ${m2.version}`),
+  );
   const raw = new Database(file, { readonly: true });
   t.equal((raw.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value, String(m2.version));
   t.equal(raw.prepare(`SELECT 1 FROM sqlite_schema WHERE name = 'half'`).get(), undefined, 'partial migration rolled back');
   raw.close();
-  // The real build (which knows only version 1) refuses the now-newer database.
+  // The real build refuses the now-newer database: migration m2 is not marked compatible.
   await t.rejects(openSqliteStore(file), UnsupportedSchemaError);
 });
 
