@@ -14,7 +14,9 @@ import { KmipError } from '../codec/errors.js';
 import { opt, optValue, req, reqValue } from '../codec/node.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
-import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
+import { checkInitialAttributes, checkValueType, readRequestAttributes } from './attribute-rules.js';
+import { isV2 } from '../codec/attributes.js';
+import { expandTemplateReferences, parseTemplate } from './templates.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
@@ -159,12 +161,35 @@ function parseOpaqueObject(obj: StructureNode): ParsedObject {
   return { object: stored, implicit: [], digest: digestNode(value, undefined) };
 }
 
+/** Register of a Template (1.x; see templates.ts). */
+async function registerTemplate(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+  const obj = opt(payload, Tag.Template, 'Structure');
+  if (!obj) throw new KmipError('MissingData', 'Register of a Template needs the Template itself');
+  const parsed = parseTemplate(obj);
+  for (const a of parsed.names) checkValueType(a);
+  const client = [...readRequestAttributes(payload, ctx.version, false), ...parsed.names];
+  checkInitialAttributes(client, 'register', OT.Template, ctx.version);
+  checkNoDuplicateNames(client);
+  const uid = ctx.objects.newUid();
+  const { attributes, state } = initialAttributes({ uid, objectType: OT.Template, now: ctx.now(), client, implicit: [] });
+  const material = encodeTtlv(parsed.object);
+  try {
+    await ctx.objects.create({ uid, objectType: OT.Template, state, attributes, material });
+  } finally {
+    material.fill(0);
+  }
+  ctx.log.info({ uid, objectType: 'Template' }, 'registered an object');
+  return [T.text(Tag.UniqueIdentifier, uid)];
+}
+
 export const registerHandler: OperationHandler = {
   operation: Enums.Operation.Register,
   name: 'Register',
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
+    payload = await expandTemplateReferences(ctx, payload);
+    if (objectType === OT.Template && !isV2(ctx.version)) return registerTemplate(ctx, payload);
     const more = REGISTRABLE[objectType];
     const tag = OBJECT_TAG[objectType] ?? more?.tag;
     if (tag === undefined) {
