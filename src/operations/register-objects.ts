@@ -17,7 +17,7 @@ import { readKeyBlock } from './register.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { T, type StructureNode } from '../ttlv/index.js';
 import { dropEchoedCertificateType, parseCertificateObject } from './certificates.js';
-import { algorithmsFor, digestInput, importKey, keyFacts, readAsymmetricBlock } from './key-formats.js';
+import { algorithmsFor, digestInput, importKey, isEncryptedPkcs8, keyFacts, readAsymmetricBlock } from './key-formats.js';
 import { digestNode, enumOf, intOf } from './lifecycle.js';
 
 const OT = Enums.ObjectType;
@@ -56,7 +56,8 @@ function parseKey(objectType: number, obj: StructureNode, client: readonly KmipA
   const declaredAlg = agree('Cryptographic Algorithm', block.algorithm, enumOf(client, 'Cryptographic Algorithm'));
   const declaredLen = agree('Cryptographic Length', block.length, intOf(client, 'Cryptographic Length'));
   const wrapperTag = isPrivate ? Tag.PrivateKey : Tag.PublicKey;
-  if (block.wrapping || !block.material) {
+  if (block.wrapping || !block.material || (isPrivate && isEncryptedPkcs8(block.format, block.material))) {
+    // Wrapped, or an encrypted PKCS#8 key: kept as registered, unchecked, without a Digest.
     const implicit: KmipAttribute[] = [];
     if (declaredAlg !== undefined) implicit.push(algAttr(declaredAlg));
     if (declaredLen !== undefined) implicit.push(lenAttr(declaredLen));
