@@ -123,7 +123,8 @@ const TABLE: Readonly<Record<string, Row>> = {
   'Revocation Reason': server('3.31'),
   'Archive Date': server('3.32'),
   'Object Group': client('3.33', { multi: true }),
-  Fresh: server('3.34'),
+  // Initially set by the server or the client (1.4 §3.34; TC-152 registers keys with Fresh true); then the server's.
+  Fresh: initial('3.34'),
   Link: client('3.35', { multi: true }),
   'Application Specific Information': client('3.36', { multi: true }),
   'Contact Information': client('3.37'),
