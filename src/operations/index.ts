@@ -28,6 +28,7 @@ import { macVerifyHandler } from './mac-verify.js';
 import { hashHandler } from './hash.js';
 import { rngRetrieveHandler } from './rng-retrieve.js';
 import { rngSeedHandler } from './rng-seed.js';
+import { obtainLeaseHandler } from './obtain-lease.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -51,6 +52,7 @@ export const allHandlers: readonly OperationHandler[] = [
   destroyHandler,
   rekeyHandler,
   checkHandler,
+  obtainLeaseHandler,
   createKeyPairHandler,
   rekeyKeyPairHandler,
   certifyHandler,
