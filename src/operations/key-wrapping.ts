@@ -42,7 +42,7 @@ import type { OperationContext } from './context.js';
 import { attributeParams, name, parseCryptoParams, rsaEncryptionScheme, type CryptoParams } from './crypto-params.js';
 import { oaepDecrypt, oaepEncrypt } from './crypto-primitives.js';
 import { storedKey } from './key-formats.js';
-import { dateOf, isDestroyed, loadObject, stateName, values } from './lifecycle.js';
+import { dateOf, enumOf, intOf, isDestroyed, loadObject, stateName } from './lifecycle.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -177,7 +177,7 @@ async function openWrappingKey(ctx: OperationContext, uid: string, use: WrapUse,
   if (!okStates.includes(obj.state)) {
     throw new KmipError('WrongKeyLifecycleState', `the ${use}ping key is ${stateName(obj.state)}`);
   }
-  const mask = (values(obj.attributes, 'Cryptographic Usage Mask')[0]?.value as number | undefined ?? 0) >>> 0;
+  const mask = (intOf(obj.attributes, 'Cryptographic Usage Mask') ?? 0) >>> 0;
   const allowed = use === 'wrap' ? M.WrapKey : obj.objectType === OT.SymmetricKey ? M.UnwrapKey | M.WrapKey : M.UnwrapKey;
   if ((mask & allowed) === 0) {
     const reason = isV2(ctx.version) ? 'IncompatibleCryptographicUsageMask' : 'PermissionDenied';
@@ -202,7 +202,7 @@ async function openWrappingKey(ctx: OperationContext, uid: string, use: WrapUse,
     if (obj.objectType === OT.SymmetricKey) {
       const block = req(stored, Tag.KeyBlock, 'Structure');
       if (opt(block, Tag.KeyWrappingData, 'Structure')) throw new KmipError('KeyWrapTypeNotSupported', 'the wrapping key is itself kept wrapped');
-      const alg = optValue(block, Tag.CryptographicAlgorithm, 'Enumeration') ?? (values(obj.attributes, 'Cryptographic Algorithm')[0]?.value as number | undefined);
+      const alg = optValue(block, Tag.CryptographicAlgorithm, 'Enumeration') ?? enumOf(obj.attributes, 'Cryptographic Algorithm');
       if (alg !== ALG.AES) throw new KmipError('UnsupportedCryptographicParameters', `key wrapping with ${name('CryptographicAlgorithm', alg)} keys is not supported (AES, RSA)`);
       const bytes = symmetricBytes(block);
       return { obj, aes: Buffer.from(bytes), params };
