@@ -111,8 +111,10 @@ const TABLE: Readonly<Record<string, Row>> = {
   State: server('3.22'),
   'Initial Date': server('3.23'),
   'Activation Date': client('3.24', { modify: 'preActive', del: false }),
-  'Process Start Date': client('3.25', { modify: 'preActive', del: false, objectTypes: SYMMETRIC_LIKE }),
-  'Protect Stop Date': client('3.26', { modify: 'preActive', del: false, objectTypes: SYMMETRIC_LIKE }),
+  // Also on key pairs: the mandatory profile test case CS-AC-M-8 (1.3-2.1) registers an RSA
+  // private and public key with both dates and expects Sign / Verify refused by them.
+  'Process Start Date': client('3.25', { modify: 'preActive', del: false, objectTypes: [...SYMMETRIC_LIKE, OT.PrivateKey, OT.PublicKey] }),
+  'Protect Stop Date': client('3.26', { modify: 'preActive', del: false, objectTypes: [...SYMMETRIC_LIKE, OT.PrivateKey, OT.PublicKey] }),
   // Modifiable only in Pre-Active or Active (see checkClientAttribute).
   'Deactivation Date': client('3.27', { modify: true, del: false }),
   'Destroy Date': server('3.28'),
@@ -121,7 +123,8 @@ const TABLE: Readonly<Record<string, Row>> = {
   'Revocation Reason': server('3.31'),
   'Archive Date': server('3.32'),
   'Object Group': client('3.33', { multi: true }),
-  Fresh: server('3.34'),
+  // Initially set by the server or the client (1.4 §3.34; TC-152 registers keys with Fresh true); then the server's.
+  Fresh: initial('3.34'),
   Link: client('3.35', { multi: true }),
   'Application Specific Information': client('3.36', { multi: true }),
   'Contact Information': client('3.37'),

@@ -40,6 +40,7 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
 import { CURVES, curveByRecommended, defaultFormat, digestInput, exportKey, keyFacts, keyObjectNode, type Curve, type KeyKind } from './key-formats.js';
 import { checkNoDuplicateNames, dateNode, digestNode, enumOf, firstValue, initialAttributes, intOf, linkNode, seconds } from './lifecycle.js';
+import { expandTemplateReferences } from './templates.js';
 
 const OT = Enums.ObjectType;
 const ALG = Enums.CryptographicAlgorithm;
@@ -261,7 +262,7 @@ export const createKeyPairHandler: OperationHandler = {
   since: '1.0',
   objectTypes: [OT.PrivateKey, OT.PublicKey],
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
-    const req = readPairRequest(ctx, payload);
+    const req = readPairRequest(ctx, await expandTemplateReferences(ctx, payload));
     const { priv, pub } = halfAttributes(ctx, req);
     const params = pairParameters(priv, pub);
     const { privateKey, publicKey } = await generatePair(params);

@@ -17,6 +17,7 @@ import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.
 import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
+import { expandTemplateReferences } from './templates.js';
 
 const ALG = Enums.CryptographicAlgorithm;
 
@@ -137,7 +138,7 @@ export const createHandler: OperationHandler = {
       throw new KmipError('InvalidObjectType', `Create makes symmetric keys only, not ${what} (use Create Key Pair or Register)`);
     }
     checkProtectionStorageMasks(payload);
-    const client = dropEchoedAttributes(readRequestAttributes(payload, ctx.version, true), objectType);
+    const client = dropEchoedAttributes(readRequestAttributes(await expandTemplateReferences(ctx, payload), ctx.version, true), objectType);
     checkInitialAttributes(client, 'create', objectType, ctx.version);
     checkNoDuplicateNames(client);
     const alg = enumOf(client, 'Cryptographic Algorithm');

@@ -5,8 +5,9 @@
  *
  * Refused while the object is Active (1.4 §4.21: "the object SHALL NOT be Active"; it must be
  * revoked or deactivated first): Wrong Key Lifecycle State, which 1.x clients receive as
- * Permission Denied. Destroying an already destroyed object is Object Destroyed (1.x: Item Not
- * Found).
+ * Permission Denied, and 2.0 clients too (the KMIP 2.0 profile test case AKLC-M-2-20 expects it,
+ * as the 2.0 test cases do wherever 2.1 has Wrong Key Lifecycle State). Destroying an already
+ * destroyed object is Object Destroyed (1.x: Item Not Found).
  */
 import { KmipError } from '../codec/errors.js';
 import { Enums, Tag } from '../spec/index.js';
@@ -23,7 +24,7 @@ export const destroyHandler: OperationHandler = {
     const obj = await loadObject(ctx, uid, 'manage');
     if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the object has already been destroyed');
     if (obj.state === State.Active) {
-      throw new KmipError('WrongKeyLifecycleState', 'an Active object cannot be destroyed; revoke it first');
+      throw new KmipError(ctx.version === '2.0' ? 'PermissionDenied' : 'WrongKeyLifecycleState', 'an Active object cannot be destroyed; revoke it first');
     }
     const target = obj.state === State.Compromised ? State.DestroyedCompromised : State.Destroyed;
     assertTransition(obj.state, target, 'Destroy');

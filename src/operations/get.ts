@@ -8,12 +8,19 @@
  * - Symmetric keys come back in the format they were stored in (Raw for created keys); a Key
  *   Format Type of Raw or Transparent Symmetric Key is honoured by converting; any other is Key
  *   Format Type Not Supported.
- * - Key Wrapping Specification: kmipd does not wrap on Get yet (Feature Not Supported); Key
- *   Compression Type only applies to EC keys (Key Compression Type Not Supported).
+ * - Key Wrapping Specification (key-wrapping.ts): the object comes back wrapped under the key
+ *   the client names (AES key wrap RFC 3394 / 5649, RSA-OAEP), after conversion to the Key
+ *   Format Type asked for. Key Compression Type only applies to EC keys (Key Compression Type
+ *   Not Supported).
+ * - Objects registered wrapped (Key Wrapping Data in their Key Block) come back as registered
+ *   unless the client asks for another form: Key Wrap Type Not Wrapped (1.4 §4.11) or a Key
+ *   Wrapping Specification. kmipd then unwraps them with the key their Encryption Key
+ *   Information names (which the client must be able to use, see key-wrapping.ts); Key Wrap
+ *   Type As Registered returns the stored form even with a Key Format Type (as stored only).
  * - Objects in every live state can be fetched, Pre-Active included (vCenter fetches a key
  *   before activating it). A destroyed object has no material: Object Destroyed (1.x: Item Not
  *   Found).
- * - Sensitive (1.4 §3.48) objects are never returned in plaintext (Sensitive); objects whose
+ * - Sensitive (1.4 §3.48) objects are never returned in plaintext (Sensitive), only wrapped; objects whose
  *   Extractable (1.4 §3.50) is false are not returned at all (Not Extractable).
  * - Fresh (1.4 §3.34) turns false once the object has been served (a change of attributes, so
  *   Last Change Date moves too).
@@ -28,6 +35,7 @@ import { boolOf, isDestroyed, loadObject, saveQuietly, withServerAttribute } fro
 import { readKeyBlock } from './register.js';
 import { asymmetricInFormat } from './key-formats.js';
 import { certificateInFormat } from './certificates.js';
+import { isWrapped, readWrappingSpec, unwrapObject, wrapObject } from './key-wrapping.js';
 
 const KFT = Enums.KeyFormatType;
 const OT = Enums.ObjectType;
@@ -40,8 +48,8 @@ function formatName(f: number): string {
 export function inFormat(objectType: number, stored: StructureNode, requested: number | undefined, compression?: number): StructureNode {
   if (objectType === OT.PrivateKey || objectType === OT.PublicKey) return asymmetricInFormat(objectType, stored, requested, compression);
   if (objectType === OT.Certificate) return certificateInFormat(stored, requested);
-  if (objectType === OT.OpaqueObject) {
-    if (requested !== undefined) throw new KmipError('KeyFormatTypeNotSupported', 'an Opaque Object has no Key Format Type');
+  if (objectType === OT.OpaqueObject || objectType === OT.Template) {
+    if (requested !== undefined) throw new KmipError('KeyFormatTypeNotSupported', `a${objectType === OT.Template ? ' Template' : 'n Opaque Object'} has no Key Format Type`);
     return stored;
   }
   const block = req(stored, Tag.KeyBlock, 'Structure');
@@ -64,33 +72,40 @@ export const getHandler: OperationHandler = {
     const uid = ctx.uidOrPlaceholder(payload);
     const format = optValue(payload, Tag.KeyFormatType, 'Enumeration');
     const compression = optValue(payload, Tag.KeyCompressionType, 'Enumeration');
-    const wrapping = opt(payload, Tag.KeyWrappingSpecification, 'Structure');
+    const wrappingNode = opt(payload, Tag.KeyWrappingSpecification, 'Structure');
     const wrapType = optValue(payload, Tag.KeyWrapType, 'Enumeration');
+    const wrapping = wrappingNode ? readWrappingSpec(wrappingNode) : undefined;
+    if (wrapType !== undefined && wrapType !== Enums.KeyWrapType.NotWrapped && wrapType !== Enums.KeyWrapType.AsRegistered) {
+      throw new KmipError('KeyWrapTypeNotSupported', `Key Wrap Type ${enumValueName('KeyWrapType', wrapType) ?? wrapType} is not supported`);
+    }
+    if (wrapping && wrapType === Enums.KeyWrapType.AsRegistered) {
+      throw new KmipError('InvalidField', 'Key Wrap Type As Registered and a Key Wrapping Specification contradict each other');
+    }
 
     const obj = await loadObject(ctx, uid, 'material');
     if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the object has been destroyed; only its attributes remain');
     if (!obj.material) throw new KmipError('KeyValueNotPresent', 'the object has no key material');
-    if (wrapping) throw new KmipError('FeatureNotSupported', 'kmipd does not wrap keys on Get (Key Wrapping Specification)');
     const asymmetric = obj.objectType === OT.PrivateKey || obj.objectType === OT.PublicKey;
     if (compression !== undefined && !asymmetric) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
     if (boolOf(obj.attributes, 'Extractable') === false) throw new KmipError('NotExtractable', 'the object is not extractable (Extractable is false)');
 
     const plain = await ctx.objects.material(obj);
-    let stored: TtlvNode;
+    let decoded: TtlvNode;
     try {
-      stored = decodeTtlv(plain);
+      decoded = decodeTtlv(plain);
     } finally {
       plain.fill(0);
     }
-    if (stored.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
-    const wrappedAsRegistered = stored.value.some((c) => c.type === 'Structure' && c.value.some((k) => k.tag === Tag.KeyWrappingData));
-    if (boolOf(obj.attributes, 'Sensitive') === true && !wrappedAsRegistered) {
+    if (decoded.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
+    let stored: StructureNode = decoded;
+    const wrappedAsRegistered = isWrapped(stored);
+    // Unwrap what was registered wrapped when the client wants another form of it.
+    if (wrappedAsRegistered && (wrapType === Enums.KeyWrapType.NotWrapped || wrapping)) stored = await unwrapObject(ctx, stored);
+    if (boolOf(obj.attributes, 'Sensitive') === true && !isWrapped(stored) && !wrapping) {
       throw new KmipError('Sensitive', 'the object is sensitive and kmipd does not return it in plaintext');
     }
-    if (wrapType === Enums.KeyWrapType.NotWrapped && wrappedAsRegistered) {
-      throw new KmipError('KeyWrapTypeNotSupported', 'the object was registered wrapped and kmipd cannot unwrap it');
-    }
-    const out = inFormat(obj.objectType, stored, format, compression);
+    let out = inFormat(obj.objectType, stored, format, compression);
+    if (wrapping) out = await wrapObject(ctx, out, obj.attributes, wrapping);
 
     const fresh = obj.attributes.find((a) => a.name === 'Fresh');
     if (fresh?.value.type === 'Boolean' && fresh.value.value) {

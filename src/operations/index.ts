@@ -31,6 +31,7 @@ import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
 import { interopHandler } from './interop.js';
 import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
+import { obtainLeaseHandler } from './obtain-lease.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -54,6 +55,7 @@ export const allHandlers: readonly OperationHandler[] = [
   destroyHandler,
   rekeyHandler,
   checkHandler,
+  obtainLeaseHandler,
   createKeyPairHandler,
   rekeyKeyPairHandler,
   certifyHandler,

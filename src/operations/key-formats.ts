@@ -354,15 +354,19 @@ function ecPublicFromTransparent(s: StructureNode, format: number): KeyObject {
 /**
  * The node:crypto key a Key Material in `format` holds, for a Private Key (`isPrivate`) or a
  * Public Key. Key Format Type Not Supported for formats kmipd does not read; Invalid Field for
- * material that is not a valid key in its format (including encrypted PKCS#8: kmipd cannot
- * know its password).
+ * material that is not a valid key in its format; Key Format Type Not Supported for an
+ * encrypted PKCS#8 key (EncryptedPrivateKeyInfo: kmipd cannot know its password; Register keeps
+ * it as registered, see isEncryptedPkcs8).
  */
 export function importKey(isPrivate: boolean, format: number, material: TtlvNode): KeyObject {
   const der = (type: 'pkcs1' | 'pkcs8' | 'sec1' | 'spki'): KeyObject => {
     const bytes = derOf(material, format);
     try {
       return isPrivate ? createPrivateKey({ key: bytes, format: 'der', type: type as 'pkcs1' | 'pkcs8' | 'sec1' }) : createPublicKey({ key: bytes, format: 'der', type: type as 'pkcs1' | 'spki' });
-    } catch {
+    } catch (e) {
+      if (isPrivate && type === 'pkcs8' && (e as { code?: unknown }).code === 'ERR_MISSING_PASSPHRASE') {
+        throw new KmipError('KeyFormatTypeNotSupported', 'the key is an encrypted PKCS#8 key; kmipd cannot decrypt it');
+      }
       return badMaterial(format);
     }
   };
@@ -387,6 +391,20 @@ export function importKey(isPrivate: boolean, format: number, material: TtlvNode
     if (facts.kind !== 'rsa') badMaterial(format);
   }
   return key;
+}
+
+/**
+ * Whether a PKCS#8 private key's material is an EncryptedPrivateKeyInfo (RFC 5208 §6), asked
+ * of node:crypto: such a key is registered as given, like a wrapped key (TC-ECC-2 registers one).
+ */
+export function isEncryptedPkcs8(format: number, material: TtlvNode | undefined): boolean {
+  if (format !== KFT.PKCS_8 || material?.type !== 'ByteString') return false;
+  try {
+    createPrivateKey({ key: Buffer.from(material.value), format: 'der', type: 'pkcs8' });
+    return false;
+  } catch (e) {
+    return (e as { code?: unknown }).code === 'ERR_MISSING_PASSPHRASE';
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,6 +550,9 @@ export function asymmetricInFormat(objectType: number, stored: StructureNode, re
     if (sameFormat && compression === undefined) return stored;
     throw new KmipError('KeyFormatTypeNotSupported', `the key was registered wrapped in ${formatName(block.format)} format and cannot be converted`);
   }
+  // As stored, nothing to convert: returned byte for byte without reading it (an encrypted
+  // PKCS#8 key cannot be read).
+  if (sameFormat && compression === undefined && block.compression === undefined) return stored;
   const key = importKey(isPrivate, block.format, block.material);
   const facts = keyFacts(key);
   if (compression !== undefined && facts.kind !== 'ec') throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');

@@ -167,7 +167,7 @@ function timeState(state: number, attrs: readonly KmipAttribute[], now: bigint):
 /**
  * The full attribute list of a new object: the client's attributes (already checked) plus what
  * the server maintains: Unique Identifier, Object Type, State, Initial Date, Last Change Date,
- * Fresh, Digest when there is material to digest, Always Sensitive / Never Extractable when the
+ * Fresh (true unless the client set it), Digest when there is material to digest, Always Sensitive / Never Extractable when the
  * client set Sensitive / Extractable. `implicit` are attributes the server derived (Cryptographic
  * Algorithm and Length from a key block): they replace client instances of the same name.
  */
@@ -190,7 +190,7 @@ export function initialAttributes(o: {
   attrs.push({ name: 'State', index: 0, value: T.enum(Tag.State, state) });
   attrs.push({ name: 'Initial Date', index: 0, value: dateNode(Tag.InitialDate, now) });
   attrs.push({ name: 'Last Change Date', index: 0, value: dateNode(Tag.LastChangeDate, now) });
-  attrs.push({ name: 'Fresh', index: 0, value: T.bool(Tag.Fresh, true) });
+  if (boolOf(attrs, 'Fresh') === undefined) attrs.push({ name: 'Fresh', index: 0, value: T.bool(Tag.Fresh, true) });
   if (o.digest) attrs.push({ name: 'Digest', index: 0, value: o.digest });
   const sensitive = boolOf(attrs, 'Sensitive');
   if (sensitive !== undefined) attrs.push({ name: 'Always Sensitive', index: 0, value: T.bool(Tag.AlwaysSensitive, sensitive) });

@@ -14,8 +14,12 @@
  * - Storage Status Mask (absent: on-line only). kmipd keeps no archived objects. Destroyed
  *   objects are never on-line: 2.x finds them only with Destroyed Storage; 1.x, which has no
  *   such bit, does not find them at all (as the OASIS 1.x SKFF test cases expect).
- * - Object Group Member: Group Member Fresh finds objects whose Fresh is true; Group Member
- *   Default finds the group's default object, which by kmipd's policy is its newest member.
+ * - Object Group Member (1.1+): a group is a pool the server serves objects from, oldest first.
+ *   Group Member Fresh finds the objects whose Fresh is true, oldest first (TC-152: the first
+ *   registered key comes first). Group Member Default finds the group's default object, by
+ *   kmipd's policy the member served least recently: a fresh (never served) member first, the
+ *   oldest of them, else the member whose Last Change Date is oldest (serving a fresh object
+ *   changes it), so that Locate-and-Get cycles through the group (TC-153).
  * - Offset Items (1.3+) skips, Maximum Items caps; Located Items (1.3+) counts every match.
  *
  * What the keystore can filter goes into the LocateQuery; the rest (structured values, masks,
@@ -249,6 +253,29 @@ function nonNegative(payload: StructureNode, tag: number, what: string): number 
   return n;
 }
 
+/** The group's default member among `oldestFirst` (see the top of the file); [] when none. */
+async function defaultMember(ctx: OperationContext, oldestFirst: string[]): Promise<string[]> {
+  let best: { uid: string; fresh: boolean; changed: bigint } | undefined;
+  for (const uid of oldestFirst) {
+    let stored: StoredObject;
+    try {
+      stored = await ctx.objects.find(uid, 'read');
+    } catch (e) {
+      if (e instanceof KmipError) continue;
+      throw e;
+    }
+    const view = objectView(ctx, stored);
+    const fresh = view.attrs.some((a) => a.name === 'Fresh' && a.value.type === 'Boolean' && a.value.value);
+    const lcd = view.attrs.find((a) => a.name === 'Last Change Date')?.value;
+    const changed = lcd?.type === 'DateTime' ? lcd.value : 0n;
+    if (!best) best = { uid, fresh, changed };
+    else if (fresh && !best.fresh) best = { uid, fresh, changed };
+    else if (!fresh && !best.fresh && changed < best.changed) best = { uid, fresh, changed };
+    if (best.fresh) break;
+  }
+  return best ? [best.uid] : [];
+}
+
 export const locateHandler: OperationHandler = {
   operation: Enums.Operation.Locate,
   name: 'Locate',
@@ -293,7 +320,8 @@ export const locateHandler: OperationHandler = {
       }
       matched = kept;
     }
-    if (member === Enums.ObjectGroupMember.GroupMemberDefault) matched = matched.slice(0, 1);
+    if (member === Enums.ObjectGroupMember.GroupMemberFresh) matched.reverse();
+    if (member === Enums.ObjectGroupMember.GroupMemberDefault) matched = await defaultMember(ctx, matched.reverse());
 
     const page = matched.slice(offset, maximum === undefined ? undefined : offset + maximum);
     const out: TtlvNode[] = [];

@@ -12,11 +12,12 @@
  */
 import type { KmipAttribute } from '../codec/attributes.js';
 import { KmipError } from '../codec/errors.js';
-import { req } from '../codec/node.js';
+import { req, reqValue } from '../codec/node.js';
+import { readKeyBlock } from './register.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { T, type StructureNode } from '../ttlv/index.js';
 import { dropEchoedCertificateType, parseCertificateObject } from './certificates.js';
-import { algorithmsFor, digestInput, importKey, keyFacts, readAsymmetricBlock } from './key-formats.js';
+import { algorithmsFor, digestInput, importKey, isEncryptedPkcs8, keyFacts, readAsymmetricBlock } from './key-formats.js';
 import { digestNode, enumOf, intOf } from './lifecycle.js';
 import { parseSplitKeyObject } from './split-key.js';
 
@@ -56,7 +57,8 @@ function parseKey(objectType: number, obj: StructureNode, client: readonly KmipA
   const declaredAlg = agree('Cryptographic Algorithm', block.algorithm, enumOf(client, 'Cryptographic Algorithm'));
   const declaredLen = agree('Cryptographic Length', block.length, intOf(client, 'Cryptographic Length'));
   const wrapperTag = isPrivate ? Tag.PrivateKey : Tag.PublicKey;
-  if (block.wrapping || !block.material) {
+  if (block.wrapping || !block.material || (isPrivate && isEncryptedPkcs8(block.format, block.material))) {
+    // Wrapped, or an encrypted PKCS#8 key: kept as registered, unchecked, without a Digest.
     const implicit: KmipAttribute[] = [];
     if (declaredAlg !== undefined) implicit.push(algAttr(declaredAlg));
     if (declaredLen !== undefined) implicit.push(lenAttr(declaredLen));
@@ -82,6 +84,33 @@ function parseKey(objectType: number, obj: StructureNode, client: readonly KmipA
   };
 }
 
+/**
+ * A PGP Key (KMIP 1.2 §2.2.9): PGP Key Version and a Key Block whose Key Material is the
+ * client's PGP key block (RFC 4880). kmipd does not read OpenPGP: the object is kept as
+ * registered and returned so; Cryptographic Algorithm and Length come from the Key Block or the
+ * attributes as declared, and the Digest is over the Key Material's bytes.
+ */
+function parsePgpKey(obj: StructureNode, client: readonly KmipAttribute[]): RegisteredObject {
+  const version = reqValue(obj, Tag.PGPKeyVersion, 'Integer');
+  if (version < 0) throw new KmipError('InvalidField', 'PGP Key Version must not be negative');
+  const blockNode = req(obj, Tag.KeyBlock, 'Structure');
+  const p = readKeyBlock(blockNode);
+  if (!p.keyValue) throw new KmipError('MissingData', 'the Key Block has no Key Value');
+  const algorithm = agree('Cryptographic Algorithm', p.algorithm, enumOf(client, 'Cryptographic Algorithm'));
+  const length = agree('Cryptographic Length', p.length, intOf(client, 'Cryptographic Length'));
+  const implicit: KmipAttribute[] = [];
+  if (algorithm !== undefined) implicit.push(algAttr(algorithm));
+  if (length !== undefined) implicit.push(lenAttr(length));
+  if (p.wrapping) return { object: T.struct(Tag.PGPKey, [T.int(Tag.PGPKeyVersion, version), blockNode]), implicit };
+  if (!p.key) throw new KmipError('InvalidField', 'a PGP Key\'s Key Material is a Byte String (the PGP key block)');
+  const kept = blockNode.value.map((c) => (c.tag === Tag.KeyValue && c.type === 'Structure' ? T.struct(Tag.KeyValue, c.value.filter((k) => k.tag === Tag.KeyMaterial)) : c));
+  return {
+    object: T.struct(Tag.PGPKey, [T.int(Tag.PGPKeyVersion, version), T.struct(Tag.KeyBlock, kept)]),
+    implicit,
+    digest: digestNode(p.key, p.format),
+  };
+}
+
 /** The object types register.ts hands to this module, by Object Type. */
 export const REGISTRABLE: Readonly<Record<number, RegistrableType>> = {
   [OT.PrivateKey]: { tag: Tag.PrivateKey, parse: (obj, client) => parseKey(OT.PrivateKey, obj, client) },
@@ -89,4 +118,5 @@ export const REGISTRABLE: Readonly<Record<number, RegistrableType>> = {
   [OT.Certificate]: { tag: Tag.Certificate, dropEchoed: dropEchoedCertificateType, parse: (obj) => parseCertificateObject(obj) },
   // Split Key parts (split-key.ts): checked and kept as registered.
   [OT.SplitKey]: { tag: Tag.SplitKey, parse: (obj) => parseSplitKeyObject(obj) },
+  [OT.PGPKey]: { tag: Tag.PGPKey, parse: parsePgpKey },
 };

@@ -14,7 +14,9 @@ import { KmipError } from '../codec/errors.js';
 import { opt, optValue, req, reqValue } from '../codec/node.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
-import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
+import { checkInitialAttributes, checkValueType, readRequestAttributes } from './attribute-rules.js';
+import { isV2 } from '../codec/attributes.js';
+import { expandTemplateReferences, parseTemplate } from './templates.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
@@ -44,7 +46,8 @@ export interface KeyBlockParts {
   format: number;
   /** Present when the client registered the key wrapped. */
   wrapping?: StructureNode;
-  keyValue: TtlvNode;
+  /** Absent for a metadata-only object (MDO: the key lives elsewhere, Key Value Location). */
+  keyValue?: TtlvNode;
   algorithm?: number;
   length?: number;
   /** The plaintext key bytes (a view into the request tree); undefined when wrapped. */
@@ -57,15 +60,16 @@ export function readKeyBlock(block: StructureNode): KeyBlockParts {
     throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
   }
   const keyValue = block.value.find((c) => c.tag === Tag.KeyValue);
-  if (!keyValue) throw new KmipError('MissingData', 'the Key Block has no Key Value');
-  const parts: KeyBlockParts = { format, keyValue };
+  const parts: KeyBlockParts = { format };
+  if (keyValue) parts.keyValue = keyValue;
   const wrapping = opt(block, Tag.KeyWrappingData, 'Structure');
   if (wrapping) parts.wrapping = wrapping;
+  if (wrapping && !keyValue) throw new KmipError('MissingData', 'a wrapped Key Block needs its Key Value');
   const algorithm = optValue(block, Tag.CryptographicAlgorithm, 'Enumeration');
   if (algorithm !== undefined) parts.algorithm = algorithm;
   const length = optValue(block, Tag.CryptographicLength, 'Integer');
   if (length !== undefined) parts.length = length;
-  if (!wrapping) {
+  if (!wrapping && keyValue) {
     if (keyValue.type !== 'Structure') throw new KmipError('InvalidField', 'an unwrapped Key Value must be a Structure');
     const material = keyValue.value.find((c) => c.tag === Tag.KeyMaterial);
     if (!material) throw new KmipError('MissingData', 'the Key Value has no Key Material');
@@ -120,6 +124,7 @@ function parseSymmetricKey(obj: StructureNode, client: readonly KmipAttribute[])
     if (length !== undefined) implicit.push({ name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, length) });
     return { object: T.struct(Tag.SymmetricKey, [req(obj, Tag.KeyBlock, 'Structure')]), implicit };
   }
+  if (!p.keyValue) return metadataOnly(Tag.SymmetricKey, p, algorithm, length, client);
   if (p.format !== KFT.Raw && p.format !== KFT.TransparentSymmetricKey) {
     const f = enumValueName('KeyFormatType', p.format) ?? String(p.format);
     throw new KmipError('KeyFormatTypeNotSupported', `a symmetric key is registered in Raw or Transparent Symmetric Key format, not ${f}`);
@@ -139,10 +144,34 @@ function parseSymmetricKey(obj: StructureNode, client: readonly KmipAttribute[])
   return { object: T.struct(Tag.SymmetricKey, [T.struct(Tag.KeyBlock, block)]), implicit, digest: digestNode(p.key, KFT.Raw) };
 }
 
+/**
+ * A metadata-only object (KMIP 1.2 §3.41-3.42, the MDO test cases): a Key Block without a Key
+ * Value, for a key kept elsewhere. The client must say where (Key Value Location); the server
+ * records Key Value Present false, keeps the Key Block as given (Get returns it so) and has no
+ * Digest to compute. The object cannot be used for cryptography (Key Value Not Present).
+ */
+function metadataOnly(tag: number, p: KeyBlockParts, algorithm: number | undefined, length: number | undefined, client: readonly KmipAttribute[]): ParsedObject {
+  if (!client.some((a) => a.name === 'Key Value Location')) {
+    throw new KmipError('MissingData', 'the Key Block has no Key Value (a metadata-only object needs a Key Value Location)');
+  }
+  const block: TtlvNode[] = [T.enum(Tag.KeyFormatType, p.format)];
+  const implicit: KmipAttribute[] = [{ name: 'Key Value Present', index: 0, value: T.bool(Tag.KeyValuePresent, false) }];
+  if (algorithm !== undefined) {
+    block.push(T.enum(Tag.CryptographicAlgorithm, algorithm));
+    implicit.push({ name: 'Cryptographic Algorithm', index: 0, value: T.enum(Tag.CryptographicAlgorithm, algorithm) });
+  }
+  if (length !== undefined) {
+    block.push(T.int(Tag.CryptographicLength, length));
+    implicit.push({ name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, length) });
+  }
+  return { object: T.struct(tag, [T.struct(Tag.KeyBlock, block)]), implicit };
+}
+
 function parseSecretData(obj: StructureNode): ParsedObject {
   const type = reqValue(obj, Tag.SecretDataType, 'Enumeration');
   const blockNode = req(obj, Tag.KeyBlock, 'Structure');
   const p = readKeyBlock(blockNode);
+  if (!p.keyValue) throw new KmipError('MissingData', 'the Key Block has no Key Value');
   const stored = T.struct(Tag.SecretData, [
     T.enum(Tag.SecretDataType, type),
     p.wrapping ? blockNode : T.struct(Tag.KeyBlock, blockNode.value.map((c) => (c.tag === Tag.KeyValue ? storedKeyValue(c) : c))),
@@ -159,6 +188,27 @@ function parseOpaqueObject(obj: StructureNode): ParsedObject {
   return { object: stored, implicit: [], digest: digestNode(value, undefined) };
 }
 
+/** Register of a Template (1.x; see templates.ts). */
+async function registerTemplate(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
+  const obj = opt(payload, Tag.Template, 'Structure');
+  if (!obj) throw new KmipError('MissingData', 'Register of a Template needs the Template itself');
+  const parsed = parseTemplate(obj);
+  for (const a of parsed.names) checkValueType(a);
+  const client = [...readRequestAttributes(payload, ctx.version, false), ...parsed.names];
+  checkInitialAttributes(client, 'register', OT.Template, ctx.version);
+  checkNoDuplicateNames(client);
+  const uid = ctx.objects.newUid();
+  const { attributes, state } = initialAttributes({ uid, objectType: OT.Template, now: ctx.now(), client, implicit: [] });
+  const material = encodeTtlv(parsed.object);
+  try {
+    await ctx.objects.create({ uid, objectType: OT.Template, state, attributes, material });
+  } finally {
+    material.fill(0);
+  }
+  ctx.log.info({ uid, objectType: 'Template' }, 'registered an object');
+  return [T.text(Tag.UniqueIdentifier, uid)];
+}
+
 export const registerHandler: OperationHandler = {
   operation: Enums.Operation.Register,
   name: 'Register',
@@ -167,6 +217,8 @@ export const registerHandler: OperationHandler = {
   objectTypes: [...Object.keys(OBJECT_TAG), ...Object.keys(REGISTRABLE)].map(Number),
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
+    payload = await expandTemplateReferences(ctx, payload);
+    if (objectType === OT.Template && !isV2(ctx.version)) return registerTemplate(ctx, payload);
     const more = REGISTRABLE[objectType];
     const tag = OBJECT_TAG[objectType] ?? more?.tag;
     if (tag === undefined) {

@@ -209,6 +209,8 @@ export class Executor {
     const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
     held.objects = objects;
     let placeholder: string | undefined;
+    // Set when a Locate left no placeholder: a later item without a uid then names no object (Item Not Found, TC-152).
+    let locatedNothing = false;
     const results: ResponseBatchItem[] = [];
     const logs: ItemLog[] = [];
     let failed = false;
@@ -249,6 +251,7 @@ export class Executor {
             const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
             if (uid !== undefined) return (target = uid);
             if (placeholder !== undefined) return (target = placeholder);
+            if (locatedNothing) throw new KmipError('ItemNotFound', 'the Locate before this item did not find exactly one object');
             throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
           },
         };
@@ -258,8 +261,13 @@ export class Executor {
         const uids = payload.filter((c) => c.tag === Tag.UniqueIdentifier);
         const uid = uids[0];
         if (uid?.type === 'TextString') itemLog.uid = uid.value;
-        if (uids.length === 1 && uid?.type === 'TextString') placeholder = uid.value;
-        else if (item.operation === Enums.Operation.Locate) placeholder = undefined;
+        if (uids.length === 1 && uid?.type === 'TextString') {
+          placeholder = uid.value;
+          locatedNothing = false;
+        } else if (item.operation === Enums.Operation.Locate) {
+          placeholder = undefined;
+          locatedNothing = true;
+        }
         results.push({ ...base, payload });
       } catch (e) {
         const { reason, message } = this.toKmipError(e, log, opName);

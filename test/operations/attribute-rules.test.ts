@@ -23,10 +23,12 @@ t.test('the table', async (t) => {
     t.match(r.ref, /KMIP (1\.4 §3\.\d+|2\.1 §4)/, `${name} cites its section`);
     t.notOk(r.serverOnly && (r.clientInitial || r.clientModify || r.clientDelete), `${name}: server-only means no client rights`);
   }
-  for (const n of ['Unique Identifier', 'Object Type', 'State', 'Initial Date', 'Last Change Date', 'Digest', 'Fresh', 'Destroy Date', 'Compromise Date', 'Compromise Occurrence Date', 'Revocation Reason', 'Key Value Present', 'Always Sensitive', 'Never Extractable', 'Short Unique Identifier', 'Lease Time']) {
+  for (const n of ['Unique Identifier', 'Object Type', 'State', 'Initial Date', 'Last Change Date', 'Digest', 'Destroy Date', 'Compromise Date', 'Compromise Occurrence Date', 'Revocation Reason', 'Key Value Present', 'Always Sensitive', 'Never Extractable', 'Short Unique Identifier', 'Lease Time']) {
     t.equal(attributeRule(n)?.serverOnly, true, `${n} is server-only`);
   }
   for (const n of ['Activation Date', 'Process Start Date', 'Protect Stop Date']) t.equal(attributeRule(n)?.clientModify, 'preActive', `${n}: Pre-Active only`);
+  const fresh = attributeRule('Fresh');
+  t.ok(fresh && fresh.clientInitial && !fresh.clientModify && !fresh.clientDelete, 'Fresh: set initially by the server or the client (TC-152), then the server\'s');
   for (const n of ['Name', 'Link', 'Object Group', 'Application Specific Information', 'Alternative Name', 'Digest']) t.equal(attributeRule(n)?.multi, true, `${n} is multi-instance`);
   t.equal(attributeRule('CryptographicUsageMask')?.name, 'Cryptographic Usage Mask', 'normalised names work');
   t.equal(attributeRule('x-Product')?.multi, true, 'custom: multi');
@@ -53,7 +55,8 @@ t.test('checkClientAttribute', async (t) => {
   t.equal(reasonOf(() => checkClientAttribute('x-Vendor', 'add', key, S.Destroyed)), undefined, 'custom attributes any time');
   t.equal(reasonOf(() => checkClientAttribute('Usage Limits', 'add', key, S.Active)), undefined, 'Usage Limits (TC-51)');
   t.equal(reasonOf(() => checkClientAttribute('Protect Stop Date', 'add', key, S.PreActive)), undefined, 'Protect Stop Date on a symmetric key');
-  t.equal(reasonOf(() => checkClientAttribute('Protect Stop Date', 'add', OT.PrivateKey, S.PreActive)), 'InvalidAttribute', 'Protect Stop Date on a private key');
+  t.equal(reasonOf(() => checkClientAttribute('Protect Stop Date', 'add', OT.PrivateKey, S.PreActive)), undefined, 'Protect Stop Date on a private key (CS-AC-M-8)');
+  t.equal(reasonOf(() => checkClientAttribute('Protect Stop Date', 'add', OT.Certificate, S.PreActive)), 'InvalidAttribute', 'Protect Stop Date on a certificate');
   t.equal(reasonOf(() => checkClientAttribute('Certificate Type', 'create', key, S.PreActive)), 'InvalidAttribute', 'Certificate Type on a symmetric key');
   t.equal(reasonOf(() => checkClientAttribute('Cryptographic Usage Mask', 'register', OT.OpaqueObject, S.PreActive)), undefined, 'usage mask on an Opaque Object (BL-M-5-21)');
   t.equal(reasonOf(() => checkClientAttribute('Bogus', 'add', key, S.Active)), 'UnsupportedAttribute', 'unknown attribute');

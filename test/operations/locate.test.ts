@@ -3,6 +3,7 @@ import { Enums, Masks, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { batchItems, itemResult, startEngine, type Engine } from '../helpers/engine.js';
 import { FAILED, OK, attr, attribute1x, childrenOf, customAttr, insertObject, nameAttr, textsOf, vendorAttribute } from './_objects.js';
+import { AES256, OP, createKey, text } from './_keys.js';
 
 const Op = Enums.Operation;
 
@@ -133,12 +134,37 @@ t.test('Locate', async (t) => {
     t.equal(located(old.payload), undefined, 'no Located Items before 1.3');
     const neg = await locate(engine, [T.int(Tag.MaximumItems, -1), crit]);
     t.equal(neg.status, FAILED);
-    // Group Member Default: the group's newest object.
+    // Group Member Default: the member served least recently; all fresh here, so the oldest.
     const def = await locate(engine, [T.enum(Tag.ObjectGroupMember, Enums.ObjectGroupMember.GroupMemberDefault), crit]);
-    t.same(uids(def.payload), newest.slice(0, 1));
-    // Group Member Fresh: objects not yet served (all are fresh here).
+    t.same(uids(def.payload), made.slice(0, 1));
+    // Group Member Fresh: objects not yet served (all are fresh here), oldest first.
     const fresh = await locate(engine, [T.enum(Tag.ObjectGroupMember, Enums.ObjectGroupMember.GroupMemberFresh), crit]);
-    t.same(uids(fresh.payload), newest);
+    t.same(uids(fresh.payload), made);
+  });
+
+  await t.test('Group Member Default cycles through the group as its members are served', async (t) => {
+    const g = attr('Object Group', T.text(Tag.ObjectGroup, 'rr-group'));
+    const keys: string[] = [];
+    for (let i = 0; i < 3; i++) keys.push(await createKey(engine, '1.4', [...AES256(), g]));
+    const crit = attribute1x('Object Group', T.text(Tag.AttributeValue, 'rr-group'));
+    const served: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await engine.request([
+        { operation: OP.Locate, payload: [T.enum(Tag.ObjectGroupMember, Enums.ObjectGroupMember.GroupMemberDefault), crit] },
+        { operation: OP.Get, payload: [] },
+      ]);
+      const items = batchItems(r).map(itemResult);
+      t.equal(items[1]?.status, OK, 'Get of the default member through the ID Placeholder');
+      served.push(text(items[1]?.payload, Tag.UniqueIdentifier)!);
+    }
+    t.same(served, [...keys, keys[0]], 'fresh members oldest first, then the least recently changed');
+    const freshNone = await engine.request([
+      { operation: OP.Locate, payload: [T.enum(Tag.ObjectGroupMember, Enums.ObjectGroupMember.GroupMemberFresh), crit] },
+      { operation: OP.Get, payload: [] },
+    ]);
+    const items = batchItems(freshNone).map(itemResult);
+    t.same(uids(items[0]?.payload), [], 'no fresh member left');
+    t.equal(items[1]?.reason, Enums.ResultReason.ItemNotFound, 'Get after a Locate that found nothing: Item Not Found');
   });
 
   await t.test('Cryptographic Usage Mask: the requested bits at least', async (t) => {
