@@ -364,12 +364,21 @@ export interface PostgresStoreOptions {
   password?: string;
   /** Where relative file paths in the URL are resolved (the data directory). */
   baseDir?: string;
-  /** Connections kept open at most (default 10). */
+  /** Connections kept open at most (default DEFAULT_POOL_SIZE; setting store.poolSize). */
   poolSize?: number;
   /** Migrations to apply (tests only; defaults to the real list). */
   migrations?: readonly PgMigration[];
   /** Called when the pool loses a connection (it reconnects by itself). */
   onConnectionError?: (err: Error) => void;
+}
+
+/** Connections a store keeps open at most unless told otherwise. */
+export const DEFAULT_POOL_SIZE = 10;
+
+function poolSizeOf(n: number | undefined): number {
+  if (n === undefined) return DEFAULT_POOL_SIZE;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`the PostgreSQL pool size must be a positive integer, not ${String(n)}`);
+  return n;
 }
 
 function checkList(migrations: readonly PgMigration[]): number {
@@ -447,7 +456,7 @@ async function migrate(c: PoolClient, schema: string, migrations: readonly PgMig
 export async function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresKeyStore> {
   const target = parsePostgresUrl(url, opts.baseDir);
   const password = opts.password ?? process.env.PGPASSWORD;
-  const config: PoolConfig = { ...target.config, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000, types: TYPES };
+  const config: PoolConfig = { ...target.config, max: poolSizeOf(opts.poolSize), idleTimeoutMillis: 30_000, types: TYPES };
   if (password !== undefined && password !== '') config.password = password;
   const pool = new pg.Pool(config);
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener

@@ -52,6 +52,8 @@ export interface OpenOptions {
   audit?: AuditTuning;
   /** `serve --store`: the keystore of a new directory, or another URL for its PostgreSQL store (src/server/store.ts). */
   store?: string;
+  /** Connections a PostgreSQL keystore keeps open at most (setting store.poolSize; default 10). */
+  storePoolSize?: number;
 }
 
 /** How often a server re-reads the root key records, to seal under a root key another process made active. */
@@ -141,7 +143,7 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
   const pkiOpts: { sans?: string[]; log: (msg: string) => void } = { log: (msg) => opts.log.info(msg) };
   if (opts.sans) pkiOpts.sans = opts.sans;
   const pki = await ensureServerPki(dir, pkiOpts);
-  const store = await openKeyStore(dir, manifest.keystore, opts.log);
+  const store = await openKeyStore(dir, manifest.keystore, opts.log, opts.storePoolSize !== undefined ? { poolSize: opts.storePoolSize } : {});
   // The master key version the keystore was moved to: the manifest's, or the pending one of an
   // interrupted `kmipd master` command (see master-versions.ts).
   let master: MasterKeyProvider;

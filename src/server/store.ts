@@ -92,11 +92,12 @@ export function postgresPassword(dir: string, c: Extract<KeystoreConfig, { kind:
 }
 
 /** Opens (creating or migrating) the keystore a manifest names. */
-export async function openKeyStore(dir: string, c: KeystoreConfig, log?: Logger): Promise<KeyStore> {
+export async function openKeyStore(dir: string, c: KeystoreConfig, log?: Logger, tuning: { poolSize?: number } = {}): Promise<KeyStore> {
   if (c.kind === 'sqlite') return openSqliteStore(join(dir, c.file));
   // Loaded only when used: SQLite-only installations never load the PostgreSQL driver.
   const { openPostgresStore } = await import('../keystore/postgres.js');
   const opts: Parameters<typeof openPostgresStore>[1] = { baseDir: dir };
+  if (tuning.poolSize !== undefined) opts.poolSize = tuning.poolSize;
   const password = postgresPassword(dir, c);
   if (password !== undefined) opts.password = password;
   let warned = 0;
