@@ -130,13 +130,15 @@ export function parseStores(v: string, from: string): BenchStore[] {
 
 function defaultStores(env: NodeJS.ProcessEnv): BenchStore[] {
   if (env.KMIPD_BENCH_STORE) return parseStores(env.KMIPD_BENCH_STORE, 'KMIPD_BENCH_STORE');
-  // `npm run bench --store=postgres`: npm takes the flag as its own config and exports it.
-  if (env.npm_config_store) return parseStores(env.npm_config_store, 'npm run bench --store');
+  // `npm run bench --store=postgres`: npm takes the flag as its own config and exports it
+  // (`--store postgres`, with a space, arrives as "true" and a positional `postgres`: parseArgs).
+  if (env.npm_config_store && env.npm_config_store !== 'true') return parseStores(env.npm_config_store, 'npm run bench --store');
   return ['sqlite'];
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { stores: defaultStores(process.env), filters: [], durationMs: 1000, warmupMs: 300, json: false, strict: false };
+  let storeWord = process.env.npm_config_store === 'true' && !process.env.KMIPD_BENCH_STORE;
   for (const arg of argv) {
     const [k, v] = arg.split('=', 2) as [string, string | undefined];
     if (k === '--store' && v) a.stores = parseStores(v, '--store');
@@ -145,7 +147,10 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--json') a.json = true;
     else if (k === '--strict') a.strict = true;
     else if (k.startsWith('--')) throw new Error(`unknown option ${arg}`);
-    else a.filters.push(arg.toLowerCase());
+    else if (storeWord && (BENCH_STORES as readonly string[]).includes(arg.toLowerCase())) {
+      a.stores = parseStores(arg, 'npm run bench --store');
+      storeWord = false;
+    } else a.filters.push(arg.toLowerCase());
   }
   if (!(a.durationMs > 0) || !(a.warmupMs >= 0)) throw new Error('--duration and --warmup take milliseconds');
   return a;
