@@ -45,6 +45,7 @@ import {
   type MasterVersionStatus,
 } from './master-versions.js';
 import { ROOT_KEY_REFRESH_MS, pkcs11Pin } from './server.js';
+import { eraseHandoff, forgetNode, handoffMeta, nodeId, readHandoff, readNodeMasters, recordNodeMaster, type HandoffEntry } from './master-handoff.js';
 import { openKeyStore } from './store.js';
 
 /** A key administration command cannot proceed; the message says why and what to do. */
@@ -150,6 +151,11 @@ export function acquireKeyLock(dir: string, what: string): () => void {
 function withStoreLock<R>(store: KeyStore, fn: () => Promise<R>): Promise<R> {
   const lockable = store as KeyStore & { withClusterLock?: (purpose: string, f: () => Promise<R>) => Promise<R> };
   return typeof lockable.withClusterLock === 'function' ? lockable.withClusterLock('key-admin', fn) : fn();
+}
+
+/** A keystore several nodes may share (PostgreSQL). */
+function sharedStore(store: KeyStore): boolean {
+  return typeof (store as KeyStore & { withClusterLock?: unknown }).withClusterLock === 'function';
 }
 
 function fsyncDir(dir: string): void {
@@ -294,11 +300,21 @@ async function switchMaster(dir: string, m: Manifest, store: KeyStore, current: 
   const resolver = new MasterResolver(dir, (c) => openVersion(dir, c), [current, next]);
   let rootKeys: number;
   try {
-    rootKeys = await rewrapRootKeys(store, next, resolver.masterFor);
+    // The other nodes of a shared keystore adopt `next` from this hand-off (master-handoff.ts).
+    const handoff = await handoffMeta(store, dir, current, m.masterPending, next);
+    rootKeys = await rewrapRootKeys(store, next, resolver.masterFor, handoff);
   } finally {
     await resolver.close();
   }
-  return { rootKeys, notes: retireAndSwitch(dir, m) };
+  const notes = retireAndSwitch(dir, m);
+  await recordNodeMaster(store, dir, { version: versionOf(m.master), keyId: next.keyId, kind: next.kind });
+  if (sharedStore(store)) {
+    notes.push(
+      'the other nodes on this keystore adopt the new master key by themselves (within seconds while running, else at their next start); ' +
+        '`kmipd master status` shows which version each runs. Until `kmipd master retire-old`, the keystore holds the new key wrapped under the previous one',
+    );
+  }
+  return { rootKeys, notes };
 }
 
 /** Completes a change that was interrupted (a `masterPending` in the manifest). */
@@ -498,7 +514,32 @@ export interface KeyStatus {
   };
   /** Whether every object is under the active root key (else `kmipd root rotate` resumes). */
   rootRotationComplete: boolean;
+  /** The master key version each node sharing the keystore last recorded (src/server/master-handoff.ts). */
+  nodes: NodeMasterInfo[];
+  /** Master key hand-offs still in the keystore (closed by `kmipd master retire-old`). */
+  handoffs: { version: number; keyId: string; from: string; kind: string; created: string }[];
   notes: string[];
+}
+
+export interface NodeMasterInfo {
+  node: string;
+  version: number;
+  keyId: string;
+  kind: string;
+  /** Since when it runs that version, and when it last said so (ISO). */
+  since: string;
+  seen: string;
+  /** True when it runs the master key the keystore is under. */
+  current: boolean;
+  /** This data directory. */
+  self: boolean;
+}
+
+async function nodeInfos(store: KeyStore, dir: string, dataId: string | undefined): Promise<NodeMasterInfo[]> {
+  const self = nodeId(dir);
+  return Object.entries(await readNodeMasters(store))
+    .map(([node, r]) => ({ node, version: r.version, keyId: r.keyId, kind: r.kind, since: r.since, seen: r.seen, current: r.keyId === dataId, self: node === self }))
+    .sort((a, b) => a.node.localeCompare(b.node));
 }
 
 /** `kmipd master status`: reads the manifest and the keystore only (no master key, no PIN). */
@@ -537,6 +578,16 @@ export async function keyStatus(dataDir: string): Promise<KeyStatus> {
         ? null
         : `to master key version ${versionOf(m.masterPending)} (${describeMasterConfig(m.masterPending)}); the keystore is ${sel.pending ? 'already' : 'not yet'} under it: run \`kmipd master rotate --data ${dataDir}\` to finish it`;
     if (pending !== null) notes.push(`an interrupted master key change: ${pending}`);
+    const nodes = await nodeInfos(store, dir, dataId);
+    const handoffs = (await readHandoff(store)).entries.map((e: HandoffEntry) => ({ version: e.version, keyId: e.keyId, from: e.from, kind: e.kind, created: e.createdAt }));
+    const behind = nodes.filter((n) => !n.current);
+    if (behind.length > 0) notes.push(`${behind.length} node(s) still run an earlier master key version: ${behind.map((n) => `${n.node} (v${n.version})`).join(', ')}; running nodes adopt it within seconds, stopped ones at their next start`);
+    if (handoffs.length > 0) {
+      notes.push(
+        `the keystore holds ${handoffs.length} master key hand-off(s) (version ${handoffs.map((h) => h.version).join(', ')}): whoever has an earlier master key and the keystore can compute the newer one; ` +
+          `once every node runs the current version, close this with \`kmipd master retire-old --data ${dataDir}\``,
+      );
+    }
     if (underRetired > 0) notes.push(`${underRetired} object(s) are still under retired root keys: \`kmipd root rotate --data ${dataDir}\` resumes moving them`);
     for (const v of versions) {
       if (v.status === 'retired') {
@@ -565,10 +616,75 @@ export async function keyStatus(dataDir: string): Promise<KeyStatus> {
         underUnknownKeys: direct ? 0 : otherN,
       },
       rootRotationComplete: underRetired === 0,
+      nodes,
+      handoffs,
       notes,
     };
   } finally {
     await store.close();
+  }
+}
+
+// ---- retiring the previous master key versions ----------------------------------------------------
+
+export interface RetireOldResult {
+  /** Hand-offs erased (their wrapped keys are gone from the keystore). */
+  erased: { version: number; keyId: string }[];
+  /** Nodes that had not recorded the current version (only with force). */
+  behind: NodeMasterInfo[];
+  /** Nodes forgotten (--forget). */
+  forgotten: string[];
+  notes: string[];
+}
+
+/**
+ * `kmipd master retire-old`: ends the hand-off window of the master key changes made so far:
+ * the hand-off entries (the newer keys wrapped under the older ones) are erased from the keystore.
+ * Refused while a node recorded an earlier version, unless `force` (that node then needs a new
+ * node bundle). `forget`: node ids to drop from the list first (nodes removed for good).
+ */
+export async function retireOldMaster(dataDir: string, opts: { force?: boolean; forget?: string[] } = {}): Promise<RetireOldResult> {
+  const dir = dataDirOf(dataDir);
+  const release = acquireKeyLock(dir, 'kmipd master retire-old');
+  try {
+    const m = manifestOf(dir);
+    const store = await openKeyStore(dir, m.keystore);
+    try {
+      return await withStoreLock(store, async () => {
+        const dataId = await dataMasterId(store);
+        const forgotten: string[] = [];
+        for (const id of opts.forget ?? []) {
+          if (!(await forgetNode(store, id))) throw new KeyAdminError(`no node ${JSON.stringify(id)} in the list (see \`kmipd master status\`); nothing was changed`);
+          forgotten.push(id);
+        }
+        const behind = (await nodeInfos(store, dir, dataId)).filter((n) => !n.current);
+        if (behind.length > 0 && opts.force !== true) {
+          throw new KeyAdminError(
+            `${behind.length} node(s) have not adopted the current master key yet: ${behind.map((n) => `${n.node} (version ${n.version})`).join(', ')}; ` +
+              'start them (they adopt it at start), or give --forget NODE for nodes removed for good, or --force (they will then need a new node bundle); nothing was changed',
+          );
+        }
+        const erased = (await eraseHandoff(store)).map((e) => ({ version: e.version, keyId: e.keyId }));
+        const notes: string[] = [];
+        notes.push(
+          erased.length > 0
+            ? 'the keystore no longer holds any master key wrapped under an earlier one: an old key file or backup of it reveals nothing newer'
+            : 'there was no master key hand-off in the keystore',
+        );
+        for (const h of m.masterHistory ?? []) {
+          notes.push(
+            h.kind === 'software'
+              ? `retired master key version ${versionOf(h)} is still kept as ${join(dir, h.file)} (for \`kmipd master rollback\` and for backups made under it); once no backup needs it: shred -u ${join(dir, h.file)} (on every node)`
+              : `retired master key version ${versionOf(h)} is still on the token (${describeMasterConfig(h)}); destroy it in the HSM once no backup needs it`,
+          );
+        }
+        return { erased, behind, forgotten, notes };
+      });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    release();
   }
 }
 
