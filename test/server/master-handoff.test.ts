@@ -5,6 +5,8 @@
  * before and after on any node are readable on every node; a root key made under the new master
  * key reaches B; no request of a concurrent load fails; `kmipd master status` shows the version
  * each node runs; `kmipd master retire-old` waits for every node, then erases the hand-off.
+ * The same with a PKCS#11 master key on a token both nodes use: the new token key is found by
+ * its label, nothing leaves the HSM.
  */
 import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -17,7 +19,8 @@ import { KmipTestClient, type ClientCreds } from '../helpers/client.js';
 import { stopNode } from '../helpers/nodes.js';
 import { startPgCluster } from '../helpers/pg.js';
 import { spawnKmipd, type KmipdProcess } from '../helpers/process.js';
-import { need, postgres } from '../helpers/requirements.js';
+import { need, postgres, softhsm } from '../helpers/requirements.js';
+import { createSoftHsm } from '../helpers/softhsm.js';
 import { countReadable, getMsg, keyOf, kmipdRun, loadCreds, registerMsg, startLoad, uidOf } from '../helpers/rotation.js';
 
 const req = postgres();
@@ -201,4 +204,58 @@ t.test('a master key rotated on one node is adopted by the others', async (t) =>
   t.same(doc.entries, [], 'no wrapped master key is left in the keystore');
   t.equal(doc.erased.length, 1);
   t.match(readFileSync(join(A, 'audit', 'audit.log'), 'utf8'), /"master retire-old"/, 'retire-old is audited');
+});
+
+t.test('a PKCS#11 master key rotated on one node: the other finds the new token key by its label', async (t) => {
+  if (!need(t, req) || !need(t, softhsm())) return;
+  const hsm = await createSoftHsm();
+  t.teardown(() => hsm.cleanup());
+  const pg = await startPgCluster(req.bindir);
+  t.teardown(() => pg.destroy());
+  const url = await pg.createDatabase('handoff_hsm');
+  const root = mkdtempSync(join(tmpdir(), 'kmipd-handoff-hsm-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const env = { ...hsm.env, KMIPD_PKCS11_PIN: hsm.pin, PGPASSWORD: pg.password, KMIPD_BUNDLE_PASSPHRASE: PASSPHRASE };
+  const running: KmipdProcess[] = [];
+  t.teardown(async () => {
+    for (const p of running) await stopNode(p, 'SIGKILL');
+  });
+  const serve = async (dir: string, extra: string[] = []): Promise<KmipdProcess> => {
+    const p = await spawnKmipd(['serve', '--data', dir, '--host', '127.0.0.1', '--port', '0', ...extra], env);
+    running.push(p);
+    return p;
+  };
+  const A = join(root, 'a');
+  const B = join(root, 'b');
+  const bundle = join(root, 'node.bundle');
+  const a = await serve(A, ['--store', url, '--master', 'pkcs11', '--pkcs11-module', hsm.module, '--pkcs11-token', hsm.token]);
+  const creds = await loadCreds(A);
+  t.equal((await kmipdRun(['node', 'export', '--data', A, '--out', bundle], env)).code, 0, 'node export');
+  let b = await serve(B, ['--join', bundle]);
+  const keys = new Map<string, Buffer>();
+  await register(a.port, creds, keys);
+  await register(b.port, creds, keys);
+  const load = await startLoad(b.port, creds, keys, { workers: 2 });
+
+  const rot = await kmipdRun(['master', 'rotate', '--data', A], env);
+  t.equal(rot.code, 0, `master rotate: ${rot.err}`);
+  t.match(rot.out, /kmipd-master-v2/);
+  t.notOk((rot.out + rot.err).includes(hsm.pin), 'the PIN is not shown');
+  t.ok(await eventually(() => manifestOf(B).master.version === 2), 'node B adopted version 2 while running');
+  const mb = manifestOf(B) as ManifestView & { master: { keyLabel?: string; token?: string } };
+  t.equal(mb.master.kind, 'pkcs11');
+  t.equal(mb.master.keyLabel, 'kmipd-master-v2', 'B names the new token key by its label');
+  t.equal(mb.master.keyId, manifestOf(A).master.keyId);
+  const rr = await kmipdRun(['root', 'rotate', '--data', A], env);
+  t.equal(rr.code, 0, `root rotate: ${rr.err}`);
+  const fresh = await register(a.port, creds, keys);
+  t.ok(await eventually(() => readable(b.port, creds, fresh, keys.get(fresh)!)), 'B opens a key under a root key wrapped by the new token key');
+  await load.stop();
+  t.same(load.failures, [], 'no request of the load on B failed');
+
+  await stopNode(b);
+  b = await serve(B);
+  const r = await countReadable(b.port, creds, keys);
+  t.equal(r.same, keys.size, `restarted B reads all ${keys.size} keys ${r.firstFailure ?? ''}`);
+  t.match(readFileSync(join(B, 'audit', 'audit.log'), 'utf8'), /"master adopt"/, 'B audited its adoption');
 });
