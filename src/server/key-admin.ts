@@ -9,12 +9,16 @@
  *   1. the new key is created: a new file `master-<version>.key` (0600), or a new token key
  *      generated inside the HSM (`<label>-v<version>` when rotating);
  *   2. the manifest records it as `masterPending`, with its key id;
- *   3. the root keys are re-wrapped under it and its canary recorded, in ONE keystore transaction;
+ *   3. the root keys are re-wrapped under it and its canary recorded, in ONE keystore transaction
+ *      (with a shared keystore also the hand-off the other nodes adopt it from: master-handoff.ts);
  *   4. the previous key is retired: a key file is renamed `<file>.retired`, a token key stays
  *      on the token; the manifest makes the new key `master` and lists the old one in
  *      `masterHistory` (atomic rename of kmipd.json).
  * Killed between 3 and 4, a server still starts (it follows the keystore's canary to the
  * pending key), and any `kmipd master rotate|migrate|rollback` finishes the change first.
+ *
+ * On a node that has not yet adopted a change made by another node (its server was down), the
+ * commands adopt it first.
  *
  * The commands exclude each other with a lock file in the data directory (`.kmipd-keys.lock`,
  * holding the pid; left behind by a killed command, it is taken over once that pid is gone).
@@ -45,7 +49,8 @@ import {
   type MasterVersionStatus,
 } from './master-versions.js';
 import { ROOT_KEY_REFRESH_MS, pkcs11Pin } from './server.js';
-import { eraseHandoff, forgetNode, handoffMeta, nodeId, readHandoff, readNodeMasters, recordNodeMaster, type HandoffEntry } from './master-handoff.js';
+import { silentLogger } from './log.js';
+import { adoptMasterChange, eraseHandoff, forgetNode, handoffMeta, nodeId, readHandoff, readNodeMasters, recordNodeMaster, type HandoffEntry } from './master-handoff.js';
 import { openKeyStore } from './store.js';
 
 /** A key administration command cannot proceed; the message says why and what to do. */
@@ -290,6 +295,18 @@ function retireAndSwitch(dir: string, m: Manifest): string[] {
   return notes;
 }
 
+/**
+ * Another node changed the master key and this one has not adopted it yet (its server is down):
+ * adopt it first (src/server/master-handoff.ts), so that the command works on the key the
+ * keystore is under. The caller holds the key lock. Returns a note when it adopted one.
+ */
+async function catchUp(dir: string, store: KeyStore): Promise<string | undefined> {
+  const r = await adoptMasterChange(dir, store, { log: silentLogger(), open: (c) => openVersion(dir, c), lock: () => () => undefined });
+  if (!r.adopted || r.to === undefined) return undefined;
+  await recordNodeMaster(store, dir, { version: r.to.version, keyId: r.to.keyId, kind: r.to.kind });
+  return `first adopted master key version ${r.to.version}, made on another node sharing this keystore`;
+}
+
 /** Steps 2-4 with `next` (already created/opened) as the new master key. */
 async function switchMaster(dir: string, m: Manifest, store: KeyStore, current: MasterKeyProvider, nextCfg: MasterConfig, next: MasterKeyProvider): Promise<{ rootKeys: number; notes: string[] }> {
   const created = m.master.createdAt ?? (versionOf(m.master) === 1 ? m.createdAt : undefined);
@@ -300,8 +317,9 @@ async function switchMaster(dir: string, m: Manifest, store: KeyStore, current: 
   const resolver = new MasterResolver(dir, (c) => openVersion(dir, c), [current, next]);
   let rootKeys: number;
   try {
-    // The other nodes of a shared keystore adopt `next` from this hand-off (master-handoff.ts).
-    const handoff = await handoffMeta(store, dir, current, m.masterPending, next);
+    // The other nodes of a shared keystore adopt `next` from this hand-off (master-handoff.ts);
+    // a keystore of one node (SQLite) gets none: nobody needs it there.
+    const handoff = sharedStore(store) ? await handoffMeta(store, dir, current, m.masterPending, next) : {};
     rootKeys = await rewrapRootKeys(store, next, resolver.masterFor, handoff);
   } finally {
     await resolver.close();
@@ -368,7 +386,12 @@ async function changeMaster(dataDir: string, command: string, action: MasterChan
     refuseDirectMode(m, `kmipd ${command}`);
     const store = await openKeyStore(dir, m.keystore);
     try {
-      return await withStoreLock(store, () => changeMasterLocked(dir, m, store, action, newKey));
+      return await withStoreLock(store, async () => {
+        const caught = await catchUp(dir, store);
+        const r = await changeMasterLocked(dir, caught === undefined ? m : manifestOf(dir), store, action, newKey);
+        if (caught !== undefined) r.notes.unshift(caught);
+        return r;
+      });
     } finally {
       await store.close();
     }
@@ -725,10 +748,12 @@ export async function rotateRoot(dataDir: string, opts: RootRotateOptions = {}):
   const dir = dataDirOf(dataDir);
   const release = acquireKeyLock(dir, 'kmipd root rotate');
   try {
-    const m = manifestOf(dir);
+    let m = manifestOf(dir);
     refuseDirectMode(m, 'kmipd root rotate');
     const store = await openKeyStore(dir, m.keystore);
     try {
+      const caught = await withStoreLock(store, () => catchUp(dir, store));
+      if (caught !== undefined) m = manifestOf(dir);
       const { master } = await openCurrent(dir, m, store);
       const resolver = new MasterResolver(dir, (c) => openVersion(dir, c), [master]);
       try {

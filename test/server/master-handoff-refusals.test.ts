@@ -3,7 +3,9 @@
  * altered, one that unwraps to another key than the one the keystore is under, and none at all
  * (erased by `kmipd master retire-old --force` before the node adopted). In each case nothing is
  * written to the node's data directory, and its start fails with the wrong-master-key message
- * instead of running on a key the keystore does not accept.
+ * instead of running on a key the keystore does not accept. Also: a `kmipd master` or `root`
+ * command on a node that has not adopted yet adopts first; a SQLite keystore (one node) gets no
+ * hand-off at all.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -122,5 +124,26 @@ t.test('a node refuses a hand-off it cannot prove', async (t) => {
     t.match(r.reason, /new node bundle/, 'B is told to be set up again');
     untouched(B, 'erased');
     t.notOk(readFileSync(join(B, 'kmipd.json'), 'utf8').includes('master-2'), 'the manifest does not name the new key');
+  });
+
+  await t.test('a key command on a node that has not adopted yet adopts first', async (t) => {
+    const { A, B } = await setUp('catchup');
+    const rot = await runKmipd(['master', 'rotate', '--data', B]);
+    t.equal(rot.exitCode, 0, `master rotate on B: ${rot.err}`);
+    t.match(rot.out, /first adopted master key version 2, made on another node/);
+    t.equal(readManifest(B)!.master.version, 3, 'B rotated on from version 2 to 3');
+    const rr = await runKmipd(['root', 'rotate', '--data', A]);
+    t.equal(rr.exitCode, 0, `root rotate on A: ${rr.err}`);
+    t.equal(readManifest(A)!.master.version, 3, 'A adopted version 3 before rotating the root key');
+    t.same(readFileSync(join(A, 'master-3.key')), readFileSync(join(B, 'master-3.key')), 'the same key on both');
+  });
+
+  await t.test('a SQLite keystore (one node) gets no hand-off', async (t) => {
+    const dir = join(root, 'sqlite');
+    await (await openServerState(dir, { log })).close();
+    t.equal((await runKmipd(['master', 'rotate', '--data', dir])).exitCode, 0);
+    const store = await openKeyStore(dir, readManifest(dir)!.keystore);
+    t.equal(await store.getMeta(META_MASTER_HANDOFF), undefined, 'no wrapped master key in the keystore');
+    await store.close();
   });
 });
