@@ -136,6 +136,16 @@ t.test('a node refuses a hand-off it cannot prove', async (t) => {
     t.equal(rr.exitCode, 0, `root rotate on A: ${rr.err}`);
     t.equal(readManifest(A)!.master.version, 3, 'A adopted version 3 before rotating the root key');
     t.same(readFileSync(join(A, 'master-3.key')), readFileSync(join(B, 'master-3.key')), 'the same key on both');
+    // A rollback on A: B finds the version it kept itself (its .retired file) and restores it.
+    const back = await runKmipd(['master', 'rollback', '--data', A]);
+    t.equal(back.exitCode, 0, `master rollback on A: ${back.err}`);
+    const r = await adopt(B);
+    t.equal(r.adopted, true, 'B follows the rollback');
+    t.equal(r.to?.version, 2);
+    const mb = readManifest(B)!;
+    t.equal(mb.master.keyId, readManifest(A)!.master.keyId, 'B runs the key A rolled back to');
+    t.same(mb.master.kind === 'software' ? mb.master.file : '', 'master-2.key', 'its kept file is back under its own name');
+    t.ok(existsSync(join(B, 'master-3.key.retired')), 'version 3 is kept as retired on B');
   });
 
   await t.test('a SQLite keystore (one node) gets no hand-off', async (t) => {
