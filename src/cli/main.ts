@@ -16,6 +16,7 @@ export const AUDITED_COMMANDS: ReadonlySet<string> = new Set([
   'master rotate',
   'master migrate',
   'master rollback',
+  'master retire-old',
   'root rotate',
   'trust add-ca',
   'trust add-cert',

@@ -6,6 +6,7 @@
  *   kmipd master migrate  --data DIR --to pkcs11 --pkcs11-module PATH --pkcs11-token LABEL [--pkcs11-key-label L]
  *   kmipd master migrate  --data DIR --to software
  *   kmipd master rollback --data DIR
+ *   kmipd master retire-old --data DIR [--force] [--forget NODE]...
  *
  * All of them work while `kmipd serve` runs on the same directory: the root keys do not change,
  * only their wrapping, so the running server is not affected, and its next start (with only
@@ -14,10 +15,15 @@
  * token key left on the token) so that `kmipd master rollback` can return to it; once no backup
  * of the keystore needs it, destroy it (`shred -u FILE`, or delete the key in the HSM).
  *
+ * Several nodes on one PostgreSQL keystore: a change made on one node is handed to the others
+ * through the keystore (the new key wrapped under the previous one, or a PKCS#11 label); they
+ * adopt it by themselves, and `status` shows which version each node runs. `retire-old` erases
+ * the hand-offs once every node runs the current version (src/server/master-handoff.ts).
+ *
  * The steps and what happens when a command is interrupted: src/server/key-admin.ts.
  */
 import { type Command, Option } from 'commander';
-import { type KeyStatus, type MasterChangeResult, keyStatus, migrateMaster, rollbackMaster, rotateMaster } from '../server/key-admin.js';
+import { type KeyStatus, type MasterChangeResult, type RetireOldResult, keyStatus, migrateMaster, retireOldMaster, rollbackMaster, rotateMaster } from '../server/key-admin.js';
 import { DEFAULT_DATA_DIR } from './cert.js';
 import { writer } from './output.js';
 
@@ -65,6 +71,18 @@ export function statusText(s: KeyStatus): string {
   if (o.underUnknownKeys) parts.push(`${o.underUnknownKeys} under unknown keys`);
   out.push(`objects with key material: ${o.sealed} (${parts.join(', ')})`);
   out.push(`root key rotation: ${s.rootRotationComplete ? 'complete' : 'in progress (run `kmipd root rotate` to resume)'}`);
+  if (s.nodes.length > 0) {
+    out.push('nodes (the master key version each runs):');
+    out.push(
+      table([
+        ['NODE', 'VERSION', 'ID', 'SINCE', 'SEEN', 'STATE'],
+        ...s.nodes.map((n) => [`${n.node}${n.self ? ' (this one)' : ''}`, `v${n.version}`, n.keyId, n.since, n.seen, n.current ? 'current' : 'behind: adopts at its next poll or start']),
+      ]).trimEnd(),
+    );
+  }
+  if (s.handoffs.length > 0) {
+    out.push(`master key hand-offs in the keystore: ${s.handoffs.map((h) => `v${h.version} (${h.kind}, ${h.keyId}, from ${h.from}, ${h.created})`).join('; ')}`);
+  }
   if (s.notes.length) out.push('notes:', ...s.notes.map((n) => `  - ${n}`));
   return out.join('\n') + '\n';
 }
@@ -75,6 +93,18 @@ interface MigrateFlags {
   pkcs11Module?: string;
   pkcs11Token?: string;
   pkcs11KeyLabel: string;
+}
+
+function retireText(r: RetireOldResult): string {
+  const lines = [
+    r.erased.length > 0
+      ? `master key hand-offs erased: ${r.erased.map((e) => `version ${e.version} (${e.keyId})`).join(', ')}`
+      : 'no master key hand-off to erase',
+  ];
+  if (r.forgotten.length > 0) lines.push(`  nodes forgotten: ${r.forgotten.join(', ')}`);
+  if (r.behind.length > 0) lines.push(`  nodes still on an earlier version (--force): ${r.behind.map((n) => n.node).join(', ')}: set them up again from a new node bundle`);
+  lines.push(...r.notes.map((n) => `  ${n}`));
+  return lines.join('\n') + '\n';
 }
 
 export function register(program: Command): void {
@@ -135,6 +165,25 @@ export function register(program: Command): void {
         fail(cmd, 'migrate', e);
       }
       writer(cmd)(changeText(r));
+    });
+
+  master
+    .command('retire-old')
+    .description(
+      'end the hand-off of master key changes to the other nodes of a shared keystore: erase the newer keys kept wrapped under the older ones; ' +
+        'refused while a node runs an earlier version (unless --force)',
+    )
+    .option('--data <dir>', 'kmipd data directory', DEFAULT_DATA_DIR)
+    .option('--force', 'erase even though some nodes have not adopted the current version (they will need a new node bundle)')
+    .option('--forget <node>', 'drop a node removed for good from the list first (as `kmipd master status` names it; repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .action(async (opts: { data: string; force?: boolean; forget: string[] }, cmd: Command) => {
+      let r: RetireOldResult;
+      try {
+        r = await retireOldMaster(opts.data, { force: opts.force === true, forget: opts.forget });
+      } catch (e) {
+        fail(cmd, 'retire-old', e);
+      }
+      writer(cmd)(retireText(r));
     });
 
   master

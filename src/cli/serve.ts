@@ -117,6 +117,7 @@ export function register(program: Command): void {
           sans: f.san,
           log,
           limits: { ...settings.limits },
+          storePoolSize: settings.store.poolSize,
           observer: ops.observer,
           migrate: settings.migrate,
           heartbeatMs: settings.heartbeatSeconds * 1000,

@@ -12,6 +12,7 @@
  *                 "maxConnections": 1024, "maxInFlight": 256 },
  *     "admin": { "host": "127.0.0.1", "port": 5697, "clients": ["kmipd-admin"] },
  *     "usage": { "flushSeconds": 60 },
+ *     "store": { "poolSize": 10 },
  *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase"
  *   }
  *
@@ -48,6 +49,10 @@ export interface ServerSettings {
   usage: {
     /** How often last-use records are written to the keystore; 0 turns usage tracking off. */
     flushSeconds: number;
+  };
+  store: {
+    /** Connections a PostgreSQL keystore keeps open at most (SQLite: ignored). */
+    poolSize: number;
   };
   /** A file holding the node bundle passphrase (`kmipd node export`, `serve --join`). */
   bundlePassphraseFile: string | undefined;
@@ -243,6 +248,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: 'how often this node writes its heartbeat to the keystore (kmipd cluster status)',
   },
   {
+    path: 'store.poolSize',
+    env: 'KMIPD_STORE_POOL_SIZE',
+    flag: '--store-pool-size',
+    key: 'storePoolSize',
+    default: 10,
+    parse: int(1, 1000),
+    help: 'connections to a PostgreSQL keystore kept open at most (SQLite: ignored)',
+  },
+  {
     path: 'bundlePassphraseFile',
     env: 'KMIPD_BUNDLE_PASSPHRASE_FILE',
     default: undefined,
@@ -252,7 +266,7 @@ export const SETTINGS: readonly SettingSpec[] = [
 ];
 
 /** Containers of the "server" section (objects whose members are settings). */
-const GROUPS = new Set(['limits', 'admin', 'usage']);
+const GROUPS = new Set(['limits', 'admin', 'usage', 'store']);
 
 /** Every KMIPD_* variable kmipd reads (settings, secrets, the data directory). */
 export const KNOWN_ENV = new Set([
@@ -356,6 +370,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
       },
       admin: { host: v('admin.host'), port: v('admin.port'), clients: v('admin.clients') },
       usage: { flushSeconds: v('usage.flushSeconds') },
+      store: { poolSize: v('store.poolSize') },
       bundlePassphraseFile: v('bundlePassphraseFile'),
       migrate: v('migrate'),
       heartbeatSeconds: v('heartbeatSeconds'),

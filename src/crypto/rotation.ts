@@ -33,6 +33,12 @@ export async function rewrapRootKeys(
   store: KeyStore,
   to: MasterKeyProvider,
   masterOf: (masterKeyId: string) => Promise<MasterKeyProvider | undefined>,
+  /**
+   * More keystore meta to write in the same transaction as the canary: the hand-off of the new
+   * master key to the other nodes of a shared keystore (src/server/master-handoff.ts), so that
+   * no node ever sees the new canary without it.
+   */
+  extraMeta: Record<string, string> = {},
 ): Promise<number> {
   // A root key added by another process between our read and our write would be left behind:
   // read again afterwards and go on until every record is under `to` (the admin commands lock
@@ -72,6 +78,7 @@ export async function rewrapRootKeys(
     }
     const canary = await computeCanary(to);
     await store.putRootKeys(next, {
+      ...extraMeta,
       [META_MASTER_KIND]: to.kind,
       [META_MASTER_ID]: to.keyId,
       [META_MASTER_CANARY]: canary.toString('hex'),

@@ -365,7 +365,7 @@ export interface PostgresStoreOptions {
   password?: string;
   /** Where relative file paths in the URL are resolved (the data directory). */
   baseDir?: string;
-  /** Connections kept open at most (default 10). */
+  /** Connections kept open at most (default DEFAULT_POOL_SIZE; setting store.poolSize). */
   poolSize?: number;
   /** The migrations this build knows (defaults to the real list; tests give older or newer ones). */
   migrations?: readonly PgMigration[];
@@ -381,6 +381,15 @@ export interface PostgresStoreOptions {
   onConnectionError?: (err: Error) => void;
 }
 
+/** Connections a store keeps open at most unless told otherwise. */
+export const DEFAULT_POOL_SIZE = 10;
+
+function poolSizeOf(n: number | undefined): number {
+  if (n === undefined) return DEFAULT_POOL_SIZE;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`the PostgreSQL pool size must be a positive integer, not ${String(n)}`);
+  return n;
+}
+
 /**
  * Connects to the database of `url`, creates or migrates kmipd's schema, and returns the store.
  * Rejects with UnsupportedSchemaError (database untouched) for a schema from a newer kmipd or
@@ -390,7 +399,7 @@ export interface PostgresStoreOptions {
 export async function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresKeyStore> {
   const target = parsePostgresUrl(url, opts.baseDir);
   const password = opts.password ?? process.env.PGPASSWORD;
-  const config: PoolConfig = { ...target.config, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000, types: TYPES };
+  const config: PoolConfig = { ...target.config, max: poolSizeOf(opts.poolSize), idleTimeoutMillis: 30_000, types: TYPES };
   if (password !== undefined && password !== '') config.password = password;
   const pool = new pg.Pool(config);
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener

@@ -9,12 +9,16 @@
  *   1. the new key is created: a new file `master-<version>.key` (0600), or a new token key
  *      generated inside the HSM (`<label>-v<version>` when rotating);
  *   2. the manifest records it as `masterPending`, with its key id;
- *   3. the root keys are re-wrapped under it and its canary recorded, in ONE keystore transaction;
+ *   3. the root keys are re-wrapped under it and its canary recorded, in ONE keystore transaction
+ *      (with a shared keystore also the hand-off the other nodes adopt it from: master-handoff.ts);
  *   4. the previous key is retired: a key file is renamed `<file>.retired`, a token key stays
  *      on the token; the manifest makes the new key `master` and lists the old one in
  *      `masterHistory` (atomic rename of kmipd.json).
  * Killed between 3 and 4, a server still starts (it follows the keystore's canary to the
  * pending key), and any `kmipd master rotate|migrate|rollback` finishes the change first.
+ *
+ * On a node that has not yet adopted a change made by another node (its server was down), the
+ * commands adopt it first.
  *
  * The commands exclude each other with a lock file in the data directory (`.kmipd-keys.lock`,
  * holding the pid; left behind by a killed command, it is taken over once that pid is gone).
@@ -45,6 +49,8 @@ import {
   type MasterVersionStatus,
 } from './master-versions.js';
 import { ROOT_KEY_REFRESH_MS, pkcs11Pin } from './server.js';
+import { silentLogger } from './log.js';
+import { adoptMasterChange, eraseHandoff, forgetNode, handoffMeta, nodeId, readHandoff, readNodeMasters, recordNodeMaster, type HandoffEntry } from './master-handoff.js';
 import { openKeyStore } from './store.js';
 
 /** A key administration command cannot proceed; the message says why and what to do. */
@@ -150,6 +156,11 @@ export function acquireKeyLock(dir: string, what: string): () => void {
 function withStoreLock<R>(store: KeyStore, fn: () => Promise<R>): Promise<R> {
   const lockable = store as KeyStore & { withClusterLock?: (purpose: string, f: () => Promise<R>) => Promise<R> };
   return typeof lockable.withClusterLock === 'function' ? lockable.withClusterLock('key-admin', fn) : fn();
+}
+
+/** A keystore several nodes may share (PostgreSQL). */
+function sharedStore(store: KeyStore): boolean {
+  return typeof (store as KeyStore & { withClusterLock?: unknown }).withClusterLock === 'function';
 }
 
 function fsyncDir(dir: string): void {
@@ -284,6 +295,18 @@ function retireAndSwitch(dir: string, m: Manifest): string[] {
   return notes;
 }
 
+/**
+ * Another node changed the master key and this one has not adopted it yet (its server is down):
+ * adopt it first (src/server/master-handoff.ts), so that the command works on the key the
+ * keystore is under. The caller holds the key lock. Returns a note when it adopted one.
+ */
+async function catchUp(dir: string, store: KeyStore): Promise<string | undefined> {
+  const r = await adoptMasterChange(dir, store, { log: silentLogger(), open: (c) => openVersion(dir, c), lock: () => () => undefined });
+  if (!r.adopted || r.to === undefined) return undefined;
+  await recordNodeMaster(store, dir, { version: r.to.version, keyId: r.to.keyId, kind: r.to.kind });
+  return `first adopted master key version ${r.to.version}, made on another node sharing this keystore`;
+}
+
 /** Steps 2-4 with `next` (already created/opened) as the new master key. */
 async function switchMaster(dir: string, m: Manifest, store: KeyStore, current: MasterKeyProvider, nextCfg: MasterConfig, next: MasterKeyProvider): Promise<{ rootKeys: number; notes: string[] }> {
   const created = m.master.createdAt ?? (versionOf(m.master) === 1 ? m.createdAt : undefined);
@@ -294,11 +317,22 @@ async function switchMaster(dir: string, m: Manifest, store: KeyStore, current: 
   const resolver = new MasterResolver(dir, (c) => openVersion(dir, c), [current, next]);
   let rootKeys: number;
   try {
-    rootKeys = await rewrapRootKeys(store, next, resolver.masterFor);
+    // The other nodes of a shared keystore adopt `next` from this hand-off (master-handoff.ts);
+    // a keystore of one node (SQLite) gets none: nobody needs it there.
+    const handoff = sharedStore(store) ? await handoffMeta(store, dir, current, m.masterPending, next) : {};
+    rootKeys = await rewrapRootKeys(store, next, resolver.masterFor, handoff);
   } finally {
     await resolver.close();
   }
-  return { rootKeys, notes: retireAndSwitch(dir, m) };
+  const notes = retireAndSwitch(dir, m);
+  await recordNodeMaster(store, dir, { version: versionOf(m.master), keyId: next.keyId, kind: next.kind });
+  if (sharedStore(store)) {
+    notes.push(
+      'the other nodes on this keystore adopt the new master key by themselves (within seconds while running, else at their next start); ' +
+        '`kmipd master status` shows which version each runs. Until `kmipd master retire-old`, the keystore holds the new key wrapped under the previous one',
+    );
+  }
+  return { rootKeys, notes };
 }
 
 /** Completes a change that was interrupted (a `masterPending` in the manifest). */
@@ -352,7 +386,12 @@ async function changeMaster(dataDir: string, command: string, action: MasterChan
     refuseDirectMode(m, `kmipd ${command}`);
     const store = await openKeyStore(dir, m.keystore);
     try {
-      return await withStoreLock(store, () => changeMasterLocked(dir, m, store, action, newKey));
+      return await withStoreLock(store, async () => {
+        const caught = await catchUp(dir, store);
+        const r = await changeMasterLocked(dir, caught === undefined ? m : manifestOf(dir), store, action, newKey);
+        if (caught !== undefined) r.notes.unshift(caught);
+        return r;
+      });
     } finally {
       await store.close();
     }
@@ -498,7 +537,32 @@ export interface KeyStatus {
   };
   /** Whether every object is under the active root key (else `kmipd root rotate` resumes). */
   rootRotationComplete: boolean;
+  /** The master key version each node sharing the keystore last recorded (src/server/master-handoff.ts). */
+  nodes: NodeMasterInfo[];
+  /** Master key hand-offs still in the keystore (closed by `kmipd master retire-old`). */
+  handoffs: { version: number; keyId: string; from: string; kind: string; created: string }[];
   notes: string[];
+}
+
+export interface NodeMasterInfo {
+  node: string;
+  version: number;
+  keyId: string;
+  kind: string;
+  /** Since when it runs that version, and when it last said so (ISO). */
+  since: string;
+  seen: string;
+  /** True when it runs the master key the keystore is under. */
+  current: boolean;
+  /** This data directory. */
+  self: boolean;
+}
+
+async function nodeInfos(store: KeyStore, dir: string, dataId: string | undefined): Promise<NodeMasterInfo[]> {
+  const self = nodeId(dir);
+  return Object.entries(await readNodeMasters(store))
+    .map(([node, r]) => ({ node, version: r.version, keyId: r.keyId, kind: r.kind, since: r.since, seen: r.seen, current: r.keyId === dataId, self: node === self }))
+    .sort((a, b) => a.node.localeCompare(b.node));
 }
 
 /** `kmipd master status`: reads the manifest and the keystore only (no master key, no PIN). */
@@ -537,6 +601,16 @@ export async function keyStatus(dataDir: string): Promise<KeyStatus> {
         ? null
         : `to master key version ${versionOf(m.masterPending)} (${describeMasterConfig(m.masterPending)}); the keystore is ${sel.pending ? 'already' : 'not yet'} under it: run \`kmipd master rotate --data ${dataDir}\` to finish it`;
     if (pending !== null) notes.push(`an interrupted master key change: ${pending}`);
+    const nodes = await nodeInfos(store, dir, dataId);
+    const handoffs = (await readHandoff(store)).entries.map((e: HandoffEntry) => ({ version: e.version, keyId: e.keyId, from: e.from, kind: e.kind, created: e.createdAt }));
+    const behind = nodes.filter((n) => !n.current);
+    if (behind.length > 0) notes.push(`${behind.length} node(s) still run an earlier master key version: ${behind.map((n) => `${n.node} (v${n.version})`).join(', ')}; running nodes adopt it within seconds, stopped ones at their next start`);
+    if (handoffs.length > 0) {
+      notes.push(
+        `the keystore holds ${handoffs.length} master key hand-off(s) (version ${handoffs.map((h) => h.version).join(', ')}): whoever has an earlier master key and the keystore can compute the newer one; ` +
+          `once every node runs the current version, close this with \`kmipd master retire-old --data ${dataDir}\``,
+      );
+    }
     if (underRetired > 0) notes.push(`${underRetired} object(s) are still under retired root keys: \`kmipd root rotate --data ${dataDir}\` resumes moving them`);
     for (const v of versions) {
       if (v.status === 'retired') {
@@ -565,10 +639,75 @@ export async function keyStatus(dataDir: string): Promise<KeyStatus> {
         underUnknownKeys: direct ? 0 : otherN,
       },
       rootRotationComplete: underRetired === 0,
+      nodes,
+      handoffs,
       notes,
     };
   } finally {
     await store.close();
+  }
+}
+
+// ---- retiring the previous master key versions ----------------------------------------------------
+
+export interface RetireOldResult {
+  /** Hand-offs erased (their wrapped keys are gone from the keystore). */
+  erased: { version: number; keyId: string }[];
+  /** Nodes that had not recorded the current version (only with force). */
+  behind: NodeMasterInfo[];
+  /** Nodes forgotten (--forget). */
+  forgotten: string[];
+  notes: string[];
+}
+
+/**
+ * `kmipd master retire-old`: ends the hand-off window of the master key changes made so far:
+ * the hand-off entries (the newer keys wrapped under the older ones) are erased from the keystore.
+ * Refused while a node recorded an earlier version, unless `force` (that node then needs a new
+ * node bundle). `forget`: node ids to drop from the list first (nodes removed for good).
+ */
+export async function retireOldMaster(dataDir: string, opts: { force?: boolean; forget?: string[] } = {}): Promise<RetireOldResult> {
+  const dir = dataDirOf(dataDir);
+  const release = acquireKeyLock(dir, 'kmipd master retire-old');
+  try {
+    const m = manifestOf(dir);
+    const store = await openKeyStore(dir, m.keystore);
+    try {
+      return await withStoreLock(store, async () => {
+        const dataId = await dataMasterId(store);
+        const forgotten: string[] = [];
+        for (const id of opts.forget ?? []) {
+          if (!(await forgetNode(store, id))) throw new KeyAdminError(`no node ${JSON.stringify(id)} in the list (see \`kmipd master status\`); nothing was changed`);
+          forgotten.push(id);
+        }
+        const behind = (await nodeInfos(store, dir, dataId)).filter((n) => !n.current);
+        if (behind.length > 0 && opts.force !== true) {
+          throw new KeyAdminError(
+            `${behind.length} node(s) have not adopted the current master key yet: ${behind.map((n) => `${n.node} (version ${n.version})`).join(', ')}; ` +
+              'start them (they adopt it at start), or give --forget NODE for nodes removed for good, or --force (they will then need a new node bundle); nothing was changed',
+          );
+        }
+        const erased = (await eraseHandoff(store)).map((e) => ({ version: e.version, keyId: e.keyId }));
+        const notes: string[] = [];
+        notes.push(
+          erased.length > 0
+            ? 'the keystore no longer holds any master key wrapped under an earlier one: an old key file or backup of it reveals nothing newer'
+            : 'there was no master key hand-off in the keystore',
+        );
+        for (const h of m.masterHistory ?? []) {
+          notes.push(
+            h.kind === 'software'
+              ? `retired master key version ${versionOf(h)} is still kept as ${join(dir, h.file)} (for \`kmipd master rollback\` and for backups made under it); once no backup needs it: shred -u ${join(dir, h.file)} (on every node)`
+              : `retired master key version ${versionOf(h)} is still on the token (${describeMasterConfig(h)}); destroy it in the HSM once no backup needs it`,
+          );
+        }
+        return { erased, behind, forgotten, notes };
+      });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    release();
   }
 }
 
@@ -609,10 +748,12 @@ export async function rotateRoot(dataDir: string, opts: RootRotateOptions = {}):
   const dir = dataDirOf(dataDir);
   const release = acquireKeyLock(dir, 'kmipd root rotate');
   try {
-    const m = manifestOf(dir);
+    let m = manifestOf(dir);
     refuseDirectMode(m, 'kmipd root rotate');
     const store = await openKeyStore(dir, m.keystore);
     try {
+      const caught = await withStoreLock(store, () => catchUp(dir, store));
+      if (caught !== undefined) m = manifestOf(dir);
       const { master } = await openCurrent(dir, m, store);
       const resolver = new MasterResolver(dir, (c) => openVersion(dir, c), [master]);
       try {

@@ -127,11 +127,17 @@ export class MasterResolver {
   readonly #open: (cfg: MasterConfig) => Promise<MasterKeyProvider>;
   readonly #opened = new Map<string, Promise<MasterKeyProvider | undefined>>();
   readonly #given: Set<MasterKeyProvider>;
+  readonly #onUnknown: ((keyId: string) => Promise<unknown>) | undefined;
 
-  /** `known`: keys already open (the caller keeps closing them). */
-  constructor(dir: string, open: (cfg: MasterConfig) => Promise<MasterKeyProvider>, known: MasterKeyProvider[] = []) {
+  /**
+   * `known`: keys already open (the caller keeps closing them). `onUnknown`: called when the
+   * manifest names no key `keyId` (another node changed the master key: the server adopts it,
+   * src/server/master-handoff.ts), then the manifest is read once more.
+   */
+  constructor(dir: string, open: (cfg: MasterConfig) => Promise<MasterKeyProvider>, known: MasterKeyProvider[] = [], onUnknown?: (keyId: string) => Promise<unknown>) {
     this.#dir = dir;
     this.#open = open;
+    this.#onUnknown = onUnknown;
     this.#given = new Set(known);
     for (const k of known) this.#opened.set(k.keyId, Promise.resolve(k));
   }
@@ -154,7 +160,12 @@ export class MasterResolver {
 
   async #find(keyId: string): Promise<MasterKeyProvider | undefined> {
     const m = readManifest(this.#dir);
-    const cfg = m === undefined ? undefined : findMasterConfig(m, keyId);
+    let cfg = m === undefined ? undefined : findMasterConfig(m, keyId);
+    if (cfg === undefined && this.#onUnknown !== undefined) {
+      await this.#onUnknown(keyId);
+      const again = readManifest(this.#dir);
+      cfg = again === undefined ? undefined : findMasterConfig(again, keyId);
+    }
     if (cfg === undefined) return undefined;
     const k = await this.#open(cfg);
     if (k.keyId !== keyId) {

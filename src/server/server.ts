@@ -15,6 +15,8 @@ import { VERSION } from '../version.js';
 import { DataDirError, defaultManifest, ensureDir, readManifest, writeManifest, type Manifest, type MasterConfig, type Pkcs11MasterConfig } from './datadir.js';
 import { Executor, type ExecutorObserver } from './executor.js';
 import { MasterResolver, dataMasterId, selectMasterConfig } from './master-versions.js';
+import { MasterHandoff, adoptMasterChange, type AdoptOptions, type AdoptResult } from './master-handoff.js';
+import { acquireKeyLock } from './key-admin.js';
 import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits, type ListenerObserver } from './listener.js';
 import { TrustRuntime } from './trust-reload.js';
 import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './store.js';
@@ -43,6 +45,8 @@ export interface ServerState {
   audit: AuditLog;
   /** This data directory's node id (DIR/node-id, src/server/heartbeat.ts). */
   nodeId: string;
+  /** Adopts master key changes made by other nodes (src/server/master-handoff.ts); started by startServer. */
+  handoff?: MasterHandoff;
   close(): Promise<void>;
 }
 
@@ -60,6 +64,8 @@ export interface OpenOptions {
   migrate?: boolean;
   /** The schema migrations this build knows (default: the real list; tests simulate other builds). */
   migrations?: readonly Migration[];
+  /** Connections a PostgreSQL keystore keeps open at most (setting store.poolSize; default 10). */
+  storePoolSize?: number;
 }
 
 /** How often a server re-reads the root key records, to seal under a root key another process made active. */
@@ -154,11 +160,35 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     pending: opts.migrate ? 'apply' : 'refuse',
     appliedBy: defaultAppliedBy(nodeId),
     ...(opts.migrations ? { migrations: opts.migrations } : {}),
+    ...(opts.storePoolSize !== undefined ? { poolSize: opts.storePoolSize } : {}),
   });
   const migrated = (store as { migrated?: MigrateResult }).migrated;
   if (migrated !== undefined && migrated.applied.length > 0) {
     if (migrated.from === 0) opts.log.info({ schemaVersion: migrated.to }, 'keystore created');
     else for (const m of migrated.applied) opts.log.info({ version: m.version, migration: m.name }, 'keystore schema migration applied');
+  }
+  // Another node sharing the keystore may have changed the master key while this one was
+  // stopped: adopt its hand-off first (src/server/master-handoff.ts).
+  const adoptOpts: AdoptOptions = {
+    log: opts.log,
+    open: (cfg) => openMaster(dir, { ...manifest!, master: cfg }, false),
+    lock: (what) => acquireKeyLock(dir, what),
+  };
+  let startAdoption: AdoptResult | undefined;
+  if (!firstRun) {
+    try {
+      startAdoption = await adoptMasterChange(dir, store, adoptOpts);
+      if (startAdoption.adopted) {
+        const fresh = readManifest(dir);
+        if (fresh !== undefined) manifest = { ...fresh, keystore: manifest.keystore };
+      } else if (startAdoption.reason !== undefined) {
+        opts.log.warn({ reason: startAdoption.reason }, 'the keystore is under another master key, which this node cannot adopt');
+      }
+    } catch (e) {
+      // The canary check below refuses the start with the full story.
+      startAdoption = { adopted: false, reason: (e as Error).message };
+      opts.log.error({ err: (e as Error).message }, 'cannot adopt the master key another node changed to');
+    }
   }
   // The master key version the keystore was moved to: the manifest's, or the pending one of an
   // interrupted `kmipd master` command (see master-versions.ts).
@@ -171,8 +201,11 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     await store.close();
     throw e;
   }
-  // Root keys added later by another process may be wrapped by a newer master key version.
-  const masters = new MasterResolver(dir, (cfg) => openMaster(dir, { ...manifest, master: cfg }, false), [master]);
+  const handoff = new MasterHandoff(dir, store, { ...adoptOpts, currentKeyId: master.keyId });
+  if (startAdoption !== undefined) handoff.note(startAdoption);
+  // Root keys added later by another process may be wrapped by a newer master key version, made
+  // by a `kmipd master` command here or on another node (then adopted on the spot).
+  const masters = new MasterResolver(dir, (cfg) => openMaster(dir, { ...manifest, master: cfg }, false), [master], () => handoff.adoptNow());
   let keyring: RootKeyring;
   let sealer: { sealer: MaterialSealer; close(): Promise<void> };
   try {
@@ -204,7 +237,9 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     sealer: sealer.sealer,
     audit,
     nodeId,
+    handoff,
     async close() {
+      await handoff.close();
       await audit.close(); // its closing anchor needs the master key and the keystore
       await sealer.close();
       keyring.close();
@@ -282,6 +317,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let trustSync: TrustSync | undefined;
   try {
     await state.audit.open(); // fail at start, not on the first request, when the log cannot be written
+    await state.handoff?.start(state.audit);
     // A shared keystore shares the trust store too: bring DATA/trust up to date first.
     let runtime: TrustRuntime | undefined;
     trustSync = await TrustSync.start(state.dir, state.store, opts.log, { onChange: () => runtime?.check() });

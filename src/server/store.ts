@@ -99,6 +99,8 @@ export interface SchemaOptions {
   /** The migrations this build knows (tests simulate older and newer builds with it). */
   migrations?: readonly Migration[];
   appliedBy?: AppliedBy;
+  /** Connections a PostgreSQL keystore keeps open at most (setting store.poolSize; SQLite: ignored). */
+  poolSize?: number;
 }
 
 /**
@@ -120,6 +122,7 @@ export async function openKeyStore(dir: string, c: KeystoreConfig, log?: Logger,
   if (schema.pending) opts.pending = schema.pending;
   if (schema.migrations) opts.migrations = schema.migrations;
   if (schema.appliedBy) opts.appliedBy = schema.appliedBy;
+  if (schema.poolSize !== undefined) opts.poolSize = schema.poolSize;
   const password = postgresPassword(dir, c);
   if (password !== undefined) opts.password = password;
   let warned = 0;

@@ -2,6 +2,12 @@
  * Benchmark runner: `npm run bench` (builds, then runs dist/test/bench/run.js).
  *
  *   node dist/test/bench/run.js [filter...] [--duration=ms] [--warmup=ms] [--json] [--strict]
+ *                               [--store=sqlite|postgres|sqlite,postgres]
+ *
+ * --store chooses the keystore(s) of the server benchmark (default sqlite): postgres runs kmipd on
+ * a throw-away PostgreSQL cluster with one node, then with two nodes sharing it. Also from
+ * KMIPD_BENCH_STORE, or `npm run bench --store=postgres` (npm keeps the flag and hands it over as
+ * npm_config_store); `npm run bench -- server --store=postgres` passes it through directly.
  *
  * Each benchmark module exports a BenchModule; add one by importing it below and listing it in
  * MODULES. A module gets a BenchContext whose `measure` runs one operation repeatedly (warm-up,
@@ -41,7 +47,13 @@ export interface MeasureOptions {
   notes?: string;
 }
 
+/** The keystores the server benchmark runs kmipd on. */
+export const BENCH_STORES = ['sqlite', 'postgres'] as const;
+export type BenchStore = (typeof BENCH_STORES)[number];
+
 export interface BenchContext {
+  /** The keystores to run the server on (--store), in order; ['sqlite'] by default. */
+  stores: readonly BenchStore[];
   /** Measuring time per case, milliseconds. */
   durationMs: number;
   warmupMs: number;
@@ -95,6 +107,7 @@ function runFor(fn: () => unknown, ms: number): [number, number] {
 }
 
 interface Args {
+  stores: BenchStore[];
   filters: string[];
   durationMs: number;
   warmupMs: number;
@@ -102,16 +115,42 @@ interface Args {
   strict: boolean;
 }
 
+/** `sqlite`, `postgres`, or both comma-separated; throws for anything else. */
+export function parseStores(v: string, from: string): BenchStore[] {
+  const list = v.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== '');
+  const out: BenchStore[] = [];
+  for (const x of list) {
+    const s = x === 'pg' || x === 'postgresql' ? 'postgres' : x;
+    if (!(BENCH_STORES as readonly string[]).includes(s)) throw new Error(`${from}: unknown store ${JSON.stringify(x)} (sqlite, postgres, or both comma-separated)`);
+    if (!out.includes(s as BenchStore)) out.push(s as BenchStore);
+  }
+  if (out.length === 0) throw new Error(`${from}: name a store (sqlite, postgres)`);
+  return out;
+}
+
+function defaultStores(env: NodeJS.ProcessEnv): BenchStore[] {
+  if (env.KMIPD_BENCH_STORE) return parseStores(env.KMIPD_BENCH_STORE, 'KMIPD_BENCH_STORE');
+  // `npm run bench --store=postgres`: npm takes the flag as its own config and exports it
+  // (`--store postgres`, with a space, arrives as "true" and a positional `postgres`: parseArgs).
+  if (env.npm_config_store && env.npm_config_store !== 'true') return parseStores(env.npm_config_store, 'npm run bench --store');
+  return ['sqlite'];
+}
+
 function parseArgs(argv: string[]): Args {
-  const a: Args = { filters: [], durationMs: 1000, warmupMs: 300, json: false, strict: false };
+  const a: Args = { stores: defaultStores(process.env), filters: [], durationMs: 1000, warmupMs: 300, json: false, strict: false };
+  let storeWord = process.env.npm_config_store === 'true' && !process.env.KMIPD_BENCH_STORE;
   for (const arg of argv) {
     const [k, v] = arg.split('=', 2) as [string, string | undefined];
-    if (k === '--duration' && v) a.durationMs = Number(v);
+    if (k === '--store' && v) a.stores = parseStores(v, '--store');
+    else if (k === '--duration' && v) a.durationMs = Number(v);
     else if (k === '--warmup' && v) a.warmupMs = Number(v);
     else if (k === '--json') a.json = true;
     else if (k === '--strict') a.strict = true;
     else if (k.startsWith('--')) throw new Error(`unknown option ${arg}`);
-    else a.filters.push(arg.toLowerCase());
+    else if (storeWord && (BENCH_STORES as readonly string[]).includes(arg.toLowerCase())) {
+      a.stores = parseStores(arg, 'npm run bench --store');
+      storeWord = false;
+    } else a.filters.push(arg.toLowerCase());
   }
   if (!(a.durationMs > 0) || !(a.warmupMs >= 0)) throw new Error('--duration and --warmup take milliseconds');
   return a;
@@ -148,6 +187,7 @@ export async function main(argv: string[]): Promise<number> {
     const wants = (name: string) =>
       rowFilters.length === 0 || rowFilters.some((f) => `${mod.name}: ${name}`.toLowerCase().includes(f));
     const ctx: BenchContext = {
+      stores: args.stores,
       durationMs: args.durationMs,
       warmupMs: args.warmupMs,
       wants,

@@ -64,6 +64,8 @@ let dbCounter = 0;
 export interface PgClusterOptions {
   /** Serve TLS with this certificate and key (PEM) besides plain connections. */
   ssl?: { certPem: string; keyPem: string };
+  /** Keep fsync and full-page writes on (a benchmark of durable commits); tests run without. */
+  durable?: boolean;
 }
 
 export async function startPgCluster(bindir: string, opts: PgClusterOptions = {}): Promise<PgCluster> {
@@ -110,7 +112,7 @@ export async function startPgCluster(bindir: string, opts: PgClusterOptions = {}
     for (let attempt = 0; ; attempt++) {
       const p = spawn(
         join(bindir, 'postgres'),
-        ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200', ...extra],
+        ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', ...(opts.durable === true ? [] : ['-c', 'fsync=off', '-c', 'full_page_writes=off']), '-c', 'max_connections=200', ...extra],
         { ...as, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
       );
       child = p;
