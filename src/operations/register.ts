@@ -213,8 +213,8 @@ export const registerHandler: OperationHandler = {
   operation: Enums.Operation.Register,
   name: 'Register',
   since: '1.0',
-  /** Query Objects: every object type this handler accepts. */
-  objectTypes: [...Object.keys(OBJECT_TAG), ...Object.keys(REGISTRABLE)].map(Number),
+  /** Query Objects: every object type this handler accepts (Template: 1.x only, filtered by version). */
+  objectTypes: [...Object.keys(OBJECT_TAG), ...Object.keys(REGISTRABLE)].map(Number).concat(OT.Template),
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
     payload = await expandTemplateReferences(ctx, payload);

@@ -149,8 +149,10 @@ t.test('Query', async (t) => {
     const OT = Enums.ObjectType;
     const types = enums(r.payload, Tag.ObjectType);
     for (const ot of [OT.SymmetricKey, OT.SecretData, OT.OpaqueObject, OT.PrivateKey, OT.PublicKey, OT.Certificate]) t.ok(types.includes(ot), `object type ${ot}`);
-    t.notOk(types.includes(OT.Template), 'kmipd keeps no Template objects');
-    t.notOk(types.includes(OT.PGPKey), 'kmipd keeps no PGP keys');
+    t.ok(types.includes(OT.Template), '1.x Template objects are registered (templates.test.ts)');
+    t.ok(types.includes(OT.PGPKey), 'PGP keys are registered (register-more.test.ts)');
+    const r20 = await engine.call(Q, fns(F.QueryObjects), { version: '2.0' });
+    t.notOk(enums(r20.payload, Tag.ObjectType).includes(OT.Template), 'no Template object type in 2.x');
   });
 
   await t.test('Query Profiles by version: 1.3 has no 1.4 names; 2.x has 2.x names with Profile Version', async (t) => {
