@@ -10,14 +10,15 @@ function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];
 }
 
-/** Adds --log-file, --admin-host, --admin-port, --admin-client, --usage-flush-seconds to `cmd`. */
+/** Adds --log-file, --admin-host, --admin-port, --admin-client, --usage-flush-seconds, --max-connections-per-address to `cmd`. */
 export function addSettingFlags(cmd: Command): Command {
   return cmd
     .option('--log-file <file>', 'log to this file instead of standard output (reopened on SIGHUP, for logrotate)')
     .option('--admin-port <n|off>', 'serve /livez /readyz /health /metrics over HTTPS on this port (5697 by convention; default off)')
     .option('--admin-host <addr>', 'address of the admin listener (default 127.0.0.1; beyond loopback it requires an admin client certificate)')
     .option('--admin-client <cn>', 'CN of an admin client certificate issued by the kmipd CA (repeatable; default kmipd-admin)', collect)
-    .option('--usage-flush-seconds <n>', 'how often last-use times of keys are written to the keystore (default 60; 0: off)');
+    .option('--usage-flush-seconds <n>', 'how often last-use times of keys are written to the keystore (default 60; 0: off)')
+    .option('--max-connections-per-address <n>', 'connections open at once from one client address; more are closed before TLS (default 256)');
 }
 
 /** The setting flags typed on the command line, by commander attribute (defaults left out). */
