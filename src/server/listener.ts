@@ -111,6 +111,8 @@ export class KmipListener {
   private readonly perAddress = new Map<string, number>();
   /** Every accepted TCP connection, also those still in the TLS handshake (closed on close()). */
   private readonly accepted = new Set<net.Socket>();
+  /** The normalised client address of each accepted TCP socket, read while it was open. */
+  private readonly acceptedFrom = new WeakMap<object, string>();
   private readonly sockets = new Set<tls.TLSSocket>();
   /** Each open connection's client certificate and identity, for closeConnections. */
   private readonly peers = new WeakMap<tls.TLSSocket, { cert: X509Certificate; identity: ClientIdentity }>();
@@ -181,10 +183,15 @@ export class KmipListener {
   async listen(): Promise<void> {
     const server = tls.createServer(this.tlsOptions());
     server.on('secureConnection', (s) => this.onConnection(s));
-    server.on('tlsClientError', (err, s) => {
+    server.on('tlsClientError', (e, s) => {
+      // A client certificate OpenSSL could not verify ends the handshake without an error of its
+      // own: Node closes the socket and reports 'socket hang up'. Its verification error says why.
+      const err = typeof s.authorizationError === 'string' && (e as NodeJS.ErrnoException).code === 'ECONNRESET'
+        ? Object.assign(new Error(`client certificate not verified: ${s.authorizationError}`), { code: s.authorizationError })
+        : e;
       this.opts.observer?.handshake?.(err);
       // vCenter retries fast when it is not trusted (18 failed handshakes in 30 s): aggregated per address.
-      this.failures.record(s.remoteAddress, handshakeFailureReason(err), 'TLS handshake failed', { err: err.message });
+      this.failures.record(this.peerAddress(s), handshakeFailureReason(err), 'TLS handshake failed', { err: err.message });
       s.destroy();
     });
     server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
@@ -229,6 +236,7 @@ export class KmipListener {
     }
     this.perAddress.set(address, open + 1);
     this.accepted.add(raw);
+    this.acceptedFrom.set(raw, address);
     // The TCP socket closes with the TLS socket on top of it, however that ends.
     raw.once('close', () => {
       this.accepted.delete(raw);
@@ -237,6 +245,17 @@ export class KmipListener {
       else this.perAddress.set(address, n);
     });
     server.emit('connection', raw);
+  }
+
+  /**
+   * The client address of a TLS socket, also once it has closed (a client that gave up during the
+   * handshake): then the TLS socket no longer knows it, and the accepted TCP socket it was built
+   * on (Node's `_parent`) answers from what was recorded at accept.
+   */
+  private peerAddress(s: tls.TLSSocket): string | undefined {
+    const parent = (s as tls.TLSSocket & { _parent?: unknown })._parent;
+    const recorded = typeof parent === 'object' && parent !== null ? this.acceptedFrom.get(parent) : undefined;
+    return recorded ?? normalizeAddress(s.remoteAddress);
   }
 
   private onConnection(sock: tls.TLSSocket): void {

@@ -41,6 +41,9 @@ export function handshakeFailureReason(outcome: 'no-certificate' | 'refused' | E
   const code = (outcome as NodeJS.ErrnoException).code ?? '';
   const m = `${code} ${outcome.message}`.toLowerCase();
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || m.includes('timed out') || m.includes('timeout')) return 'timeout';
+  // OpenSSL's verification codes (X509_V_ERR_*), as Node reports them for a client certificate
+  if (code === 'CERT_HAS_EXPIRED') return 'certificate_expired';
+  if (/^(UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|CERT_|INVALID_|PATH_LENGTH_|KEYUSAGE_|ERR_TLS_CERT)/.test(code)) return 'untrusted_certificate';
   if (m.includes('peer did not return a certificate') || m.includes('no certificate')) return 'no_client_certificate';
   if (m.includes('certificate has expired') || m.includes('certificate expired') || m.includes('certificate_expired')) return 'certificate_expired';
   if (/unknown ca|unable to get|self[ -]signed|certificate verify failed|unsupported certificate|bad certificate|certificate unknown|certificate_unknown|unable to verify/.test(m)) return 'untrusted_certificate';
