@@ -13,6 +13,7 @@ import type { KeyStore } from '../keystore/types.js';
 import { stateName } from '../operations/lifecycle.js';
 import type { ExecutedItem } from '../server/executor.js';
 import type { ServerObserver } from '../server/server.js';
+import { type ConnectionRefusalReason, CONNECTION_REFUSAL_REASONS, handshakeFailureReason } from '../server/peer-log.js';
 import { Enums, enumValueName } from '../spec/index.js';
 import { VERSION } from '../version.js';
 
@@ -25,32 +26,8 @@ const RESULTS = new Set(['Success', 'OperationFailed', 'OperationPending', 'Oper
 const STORE_METHODS = new Set(['insert', 'get', 'update', 'restore', 'locate', 'count', 'rootKeys', 'putRootKey', 'putRootKeys', 'countByRootKey', 'getMeta', 'setMeta']);
 const STORE_ERRORS = new Set(['ConcurrentModificationError', 'DuplicateObjectError', 'KeyStoreClosedError', 'KeyStoreUnavailableError', 'UnsupportedSchemaError', 'KmipError']);
 
-export const HANDSHAKE_FAILURE_REASONS = [
-  'timeout',
-  'no_client_certificate',
-  'untrusted_certificate',
-  'certificate_expired',
-  'client_certificate_refused',
-  'protocol',
-  'connection_reset',
-  'other',
-] as const;
-export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
-
-/** A failed handshake's reason, from a fixed list (never the error text itself). */
-export function handshakeFailureReason(outcome: 'no-certificate' | 'refused' | Error): HandshakeFailureReason {
-  if (outcome === 'no-certificate') return 'no_client_certificate';
-  if (outcome === 'refused') return 'client_certificate_refused';
-  const code = (outcome as NodeJS.ErrnoException).code ?? '';
-  const m = `${code} ${outcome.message}`.toLowerCase();
-  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || m.includes('timed out') || m.includes('timeout')) return 'timeout';
-  if (m.includes('peer did not return a certificate') || m.includes('no certificate')) return 'no_client_certificate';
-  if (m.includes('certificate has expired') || m.includes('certificate expired') || m.includes('certificate_expired')) return 'certificate_expired';
-  if (/unknown ca|unable to get|self[ -]signed|certificate verify failed|unsupported certificate|bad certificate|certificate unknown|certificate_unknown|unable to verify/.test(m)) return 'untrusted_certificate';
-  if (/wrong version number|unsupported protocol|version too low|no shared cipher|no suitable|inappropriate fallback|http request|unknown protocol|no protocols available|wrong_version|unexpected message|record layer/.test(m)) return 'protocol';
-  if (code === 'ECONNRESET' || code === 'EPIPE' || m.includes('socket hang up') || m.includes('econnreset')) return 'connection_reset';
-  return 'other';
-}
+// The fixed lists of reasons live with the listener, which logs by them too (src/server/peer-log.ts).
+export { HANDSHAKE_FAILURE_REASONS, type HandshakeFailureReason, handshakeFailureReason } from '../server/peer-log.js';
 
 function boundedOperation(op: string): string {
   if (OPERATIONS.has(op)) return op;
@@ -82,6 +59,7 @@ export class Metrics {
   readonly latency: Histogram<'operation'>;
   readonly handshakes: Counter<'result'>;
   readonly handshakeFailures: Counter<'reason'>;
+  readonly connectionsRefused: Counter<'reason'>;
   readonly storeLatency: Histogram<'method'>;
   readonly storeErrors: Counter<'method' | 'error'>;
   readonly auditFailures: Counter;
@@ -115,6 +93,13 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.connectionsRefused = new Counter({
+      name: 'kmipd_connections_refused_total',
+      help: 'connections closed at accept, before TLS, by the limit reached (per_address_limit, max_connections)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of CONNECTION_REFUSAL_REASONS) this.connectionsRefused.inc({ reason }, 0);
     const conn: Gauge = new Gauge({
       name: 'kmipd_open_connections',
       help: 'KMIP connections open now',
@@ -219,6 +204,10 @@ export class Metrics {
     this.handshakeFailures.inc({ reason: handshakeFailureReason(outcome) });
   }
 
+  connectionRefused(reason: ConnectionRefusalReason): void {
+    this.connectionsRefused.inc({ reason: (CONNECTION_REFUSAL_REASONS as readonly string[]).includes(reason) ? reason : 'other' });
+  }
+
   /** The keystore as the executor should use it: every call timed, failures counted. */
   instrumentStore(store: KeyStore): KeyStore {
     return new Proxy(store, {
@@ -262,10 +251,11 @@ export class Metrics {
   }
 
   /** The part of the observer the metrics implement. */
-  observer(): Required<Pick<ServerObserver, 'executed' | 'handshake' | 'auditFailed' | 'instrumentStore'>> {
+  observer(): Required<Pick<ServerObserver, 'executed' | 'handshake' | 'connectionRefused' | 'auditFailed' | 'instrumentStore'>> {
     return {
       executed: (items) => this.executed(items),
       handshake: (o) => this.handshake(o),
+      connectionRefused: (r) => this.connectionRefused(r),
       auditFailed: () => this.auditFailures.inc(),
       instrumentStore: (s) => this.instrumentStore(s),
     };

@@ -9,7 +9,7 @@
  *   "server": {
  *     "host": "0.0.0.0", "port": 5696, "logLevel": "info", "logFile": "/var/log/kmipd/kmipd.log",
  *     "limits": { "maxMessageSize": 1048576, "handshakeTimeoutMs": 10000, "idleTimeoutMs": 120000,
- *                 "maxConnections": 1024, "maxInFlight": 256 },
+ *                 "maxConnections": 1024, "maxConnectionsPerAddress": 256, "maxInFlight": 256 },
  *     "admin": { "host": "127.0.0.1", "port": 5697, "clients": ["kmipd-admin"] },
  *     "usage": { "flushSeconds": 60 },
  *     "store": { "poolSize": 10 },
@@ -38,7 +38,7 @@ export interface ServerSettings {
   logLevel: LogLevel;
   /** Log to this file (reopened on SIGHUP, for logrotate) instead of standard output. */
   logFile: string | undefined;
-  limits: Pick<ListenerLimits, 'maxMessageSize' | 'handshakeTimeoutMs' | 'idleTimeoutMs' | 'maxConnections' | 'maxInFlight'>;
+  limits: Pick<ListenerLimits, 'maxMessageSize' | 'handshakeTimeoutMs' | 'idleTimeoutMs' | 'maxConnections' | 'maxConnectionsPerAddress' | 'maxInFlight'>;
   admin: {
     host: string;
     /** undefined: no admin listener. */
@@ -191,6 +191,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: DEFAULT_LIMITS.maxConnections,
     parse: int(1, 1_000_000),
     help: 'connections open at once',
+  },
+  {
+    // 256 of the 1024: a vCenter (one address, many short parallel connections, bursts after
+    // host reboots) has room, and still a single address cannot take every connection.
+    path: 'limits.maxConnectionsPerAddress',
+    env: 'KMIPD_MAX_CONNECTIONS_PER_ADDRESS',
+    flag: '--max-connections-per-address',
+    key: 'maxConnectionsPerAddress',
+    default: DEFAULT_LIMITS.maxConnectionsPerAddress,
+    parse: int(1, 1_000_000),
+    help: 'connections open at once from one client address (more are closed before TLS)',
   },
   {
     path: 'limits.maxInFlight',
@@ -366,6 +377,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
         handshakeTimeoutMs: v('limits.handshakeTimeoutMs'),
         idleTimeoutMs: v('limits.idleTimeoutMs'),
         maxConnections: v('limits.maxConnections'),
+        maxConnectionsPerAddress: v('limits.maxConnectionsPerAddress'),
         maxInFlight: v('limits.maxInFlight'),
       },
       admin: { host: v('admin.host'), port: v('admin.port'), clients: v('admin.clients') },

@@ -1,10 +1,12 @@
 import { X509Certificate, createHash } from 'node:crypto';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { ClientIdentity } from '../operations/context.js';
 import { FrameDecoder, TtlvError } from '../ttlv/index.js';
 import type { Executor } from './executor.js';
 import { requestLineLogger } from './log.js';
+import { type ConnectionRefusalReason, PeerFailureLog, handshakeFailureReason, normalizeAddress } from './peer-log.js';
 
 /**
  * The KMIP profiles' TLS suites (RSA key transport with AES-CBC-SHA256, which vCenter picks
@@ -27,6 +29,13 @@ export interface ListenerLimits {
   idleTimeoutMs: number;
   /** Connections open at once; more are refused at accept. */
   maxConnections: number;
+  /**
+   * Connections open at once from one client address (IPv4-mapped IPv6 counted as IPv4); more
+   * are closed at accept, before any TLS work. Stops one client from taking every connection.
+   * Generous: vCenter connects from one address with many short parallel connections, and bursts
+   * after host reboots and power-ons (Get and GetAttributes for every key in use).
+   */
+  maxConnectionsPerAddress: number;
   /** Requests executing at once across all connections; more wait their turn. */
   maxInFlight: number;
   /** Whole requests one connection may have queued (pipelined) before we stop reading from it. */
@@ -38,6 +47,7 @@ export const DEFAULT_LIMITS: ListenerLimits = {
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 120_000,
   maxConnections: 1024,
+  maxConnectionsPerAddress: 256,
   maxInFlight: 256,
   maxQueuedPerConnection: 32,
 };
@@ -51,6 +61,8 @@ export interface ListenerObserver {
    * without a client certificate, or a certificate the trust store refused.
    */
   handshake?(outcome: 'ok' | 'no-certificate' | 'refused' | Error): void;
+  /** A connection closed at accept, before any TLS work, because of a connection limit. */
+  connectionRefused?(reason: ConnectionRefusalReason): void;
 }
 
 export interface ListenerOptions {
@@ -68,6 +80,8 @@ export interface ListenerOptions {
   limits: ListenerLimits;
   log: Logger;
   observer?: ListenerObserver;
+  /** The aggregated log of failed handshakes (defaults: 60 s window, 10,000 addresses). */
+  failureLog?: { windowMs?: number; maxPeers?: number };
 }
 
 /** A counting semaphore for the global in-flight cap. */
@@ -88,43 +102,44 @@ class Semaphore {
   }
 }
 
-/** Rate-limits a repeated log line: at most one per window, with a count of what was dropped. */
-class RateLimitedLog {
-  private last = 0;
-  private dropped = 0;
-  constructor(private readonly windowMs: number) {}
-  log(fn: (dropped: number) => void): void {
-    const now = Date.now();
-    if (now - this.last >= this.windowMs) {
-      fn(this.dropped);
-      this.dropped = 0;
-      this.last = now;
-    } else this.dropped++;
-  }
-}
-
 export class KmipListener {
+  /** Accepts TCP connections, applies the connection limits, hands the rest to `server`. */
+  private tcp: net.Server | undefined;
+  /** Does TLS on the connections `tcp` hands over (never listens itself). */
   private server: tls.Server | undefined;
+  /** Open TCP connections by client address (authenticated or still in the handshake). */
+  private readonly perAddress = new Map<string, number>();
+  /** Every accepted TCP connection, also those still in the TLS handshake (closed on close()). */
+  private readonly accepted = new Set<net.Socket>();
+  /** The normalised client address of each accepted TCP socket, read while it was open. */
+  private readonly acceptedFrom = new WeakMap<object, string>();
   private readonly sockets = new Set<tls.TLSSocket>();
   /** Each open connection's client certificate and identity, for closeConnections. */
   private readonly peers = new WeakMap<tls.TLSSocket, { cert: X509Certificate; identity: ClientIdentity }>();
   private readonly inFlight: Semaphore;
   private readonly busy = new Set<Promise<void>>();
-  private readonly handshakeLog = new RateLimitedLog(10_000);
+  /** Failed handshakes and refused connections, logged per client address (src/server/peer-log.ts). */
+  readonly failures: PeerFailureLog;
   private closing = false;
 
   constructor(private readonly opts: ListenerOptions) {
     this.inFlight = new Semaphore(opts.limits.maxInFlight);
+    this.failures = new PeerFailureLog({ log: opts.log, ...opts.failureLog });
   }
 
   get address(): { address: string; port: number } {
-    const a = this.server?.address();
+    const a = this.tcp?.address();
     if (!a || typeof a === 'string') throw new Error('listener is not listening');
     return { address: a.address, port: a.port };
   }
 
   get connections(): number {
     return this.sockets.size;
+  }
+
+  /** TCP connections open now from `address` (counted against maxConnectionsPerAddress). */
+  connectionsFrom(address: string): number {
+    return this.perAddress.get(normalizeAddress(address) ?? address) ?? 0;
   }
 
   private tlsOptions(): tls.TlsOptions {
@@ -167,25 +182,80 @@ export class KmipListener {
 
   async listen(): Promise<void> {
     const server = tls.createServer(this.tlsOptions());
-    server.maxConnections = this.opts.limits.maxConnections;
     server.on('secureConnection', (s) => this.onConnection(s));
-    server.on('tlsClientError', (err, s) => {
+    server.on('tlsClientError', (e, s) => {
+      // A client certificate OpenSSL could not verify ends the handshake without an error of its
+      // own: Node closes the socket and reports 'socket hang up'. Its verification error says why.
+      const err = typeof s.authorizationError === 'string' && (e as NodeJS.ErrnoException).code === 'ECONNRESET'
+        ? Object.assign(new Error(`client certificate not verified: ${s.authorizationError}`), { code: s.authorizationError })
+        : e;
       this.opts.observer?.handshake?.(err);
-      // vCenter retries fast when it is not trusted (18 failed handshakes in 30 s): rate-limited.
-      this.handshakeLog.log((dropped) =>
-        this.opts.log.warn({ addr: s.remoteAddress, err: err.message, suppressed: dropped }, 'TLS handshake failed'),
-      );
+      // vCenter retries fast when it is not trusted (18 failed handshakes in 30 s): aggregated per address.
+      this.failures.record(this.peerAddress(s), handshakeFailureReason(err), 'TLS handshake failed', { err: err.message });
       s.destroy();
     });
     server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
     this.server = server;
+    // Connections are accepted by a plain TCP server so that the limits apply before any TLS
+    // work; the TLS server takes over the accepted socket (its handle, no copy) through its
+    // documented 'connection' event.
+    const tcp = net.createServer((raw) => this.onAccept(raw, server));
+    tcp.maxConnections = this.opts.limits.maxConnections;
+    // Over maxConnections, Node closes the connection before JavaScript sees a socket.
+    tcp.on('drop', (d) => {
+      this.opts.observer?.connectionRefused?.('max_connections');
+      this.failures.record(d?.remoteAddress, 'max_connections', 'connection refused: too many connections open', { maxConnections: this.opts.limits.maxConnections });
+    });
+    tcp.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
+    this.tcp = tcp;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
+      tcp.once('error', reject);
+      tcp.listen(this.opts.port, this.opts.host, () => {
+        tcp.off('error', reject);
         resolve();
       });
     });
+  }
+
+  /** A new TCP connection: counted against its address's limit, then handed to TLS or closed. */
+  private onAccept(raw: net.Socket, server: tls.Server): void {
+    const address = normalizeAddress(raw.remoteAddress);
+    if (this.closing || address === undefined) {
+      // stopping, or the peer is gone already (no address on a closed socket)
+      raw.destroy();
+      return;
+    }
+    const limit = this.opts.limits.maxConnectionsPerAddress;
+    const open = this.perAddress.get(address) ?? 0;
+    if (open >= limit) {
+      raw.on('error', () => {}); // a reset while closing is of no interest
+      raw.destroy();
+      this.opts.observer?.connectionRefused?.('per_address_limit');
+      this.failures.record(address, 'per_address_limit', 'connection refused: too many connections from this address', { open, maxConnectionsPerAddress: limit });
+      return;
+    }
+    this.perAddress.set(address, open + 1);
+    this.accepted.add(raw);
+    this.acceptedFrom.set(raw, address);
+    // The TCP socket closes with the TLS socket on top of it, however that ends.
+    raw.once('close', () => {
+      this.accepted.delete(raw);
+      const n = (this.perAddress.get(address) ?? 1) - 1;
+      if (n <= 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, n);
+    });
+    server.emit('connection', raw);
+  }
+
+  /**
+   * The client address of a TLS socket, also once it has closed (a client that gave up during the
+   * handshake): then the TLS socket no longer knows it, and the accepted TCP socket it was built
+   * on (Node's `_parent`) answers from what was recorded at accept.
+   */
+  private peerAddress(s: tls.TLSSocket): string | undefined {
+    const parent = (s as tls.TLSSocket & { _parent?: unknown })._parent;
+    const recorded = typeof parent === 'object' && parent !== null ? this.acceptedFrom.get(parent) : undefined;
+    return recorded ?? normalizeAddress(s.remoteAddress);
   }
 
   private onConnection(sock: tls.TLSSocket): void {
@@ -199,15 +269,15 @@ export class KmipListener {
     const cert = sock.getPeerX509Certificate();
     if (!cert) {
       this.opts.observer?.handshake?.('no-certificate');
-      // reached when the handshake does not reject (pinned certificates): rate-limited like the rest
-      this.handshakeLog.log((dropped) => log0.warn({ addr: address, suppressed: dropped }, 'connection without a client certificate refused'));
+      // reached when the handshake does not reject (pinned certificates): aggregated like the rest
+      this.failures.record(address, 'no_client_certificate', 'connection without a client certificate refused');
       sock.destroy();
       return;
     }
     const who = this.opts.identify(cert, address);
     if (!who.ok) {
       this.opts.observer?.handshake?.('refused');
-      this.handshakeLog.log((dropped) => log0.warn({ addr: address, reason: who.reason, suppressed: dropped }, 'client certificate refused'));
+      this.failures.record(address, 'client_certificate_refused', 'client certificate refused', { err: who.reason });
       sock.destroy();
       return;
     }
@@ -304,13 +374,15 @@ export class KmipListener {
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), then closes connections. */
   async close(graceMs = 10_000): Promise<void> {
     this.closing = true;
-    const server = this.server;
-    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    const tcp = this.tcp;
+    const closed = tcp ? new Promise<void>((r) => tcp.close(() => r())) : Promise.resolve();
     const deadline = new Promise<void>((r) => setTimeout(r, graceMs).unref());
     await Promise.race([Promise.all([...this.busy]), deadline]);
     for (const s of this.sockets) s.end();
     await Promise.race([new Promise<void>((r) => setTimeout(r, 200).unref()), closed]);
     for (const s of this.sockets) s.destroy();
+    for (const r of this.accepted) r.destroy(); // handshakes still going on
     await closed;
+    this.failures.close(); // pending summaries are written, not lost
   }
 }
