@@ -115,6 +115,7 @@ export function register(program: Command): void {
           sans: f.san,
           log,
           limits: { ...settings.limits },
+          leaseTimeSeconds: settings.leaseTimeSeconds,
           observer: ops.observer,
         });
         try {

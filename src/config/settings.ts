@@ -12,7 +12,7 @@
  *                 "maxConnections": 1024, "maxInFlight": 256 },
  *     "admin": { "host": "127.0.0.1", "port": 5697, "clients": ["kmipd-admin"] },
  *     "usage": { "flushSeconds": 60 },
- *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase"
+ *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600
  *   }
  *
  * Every setting has an environment variable and (except the secret file) a `kmipd serve` flag.
@@ -21,6 +21,7 @@
  * Secrets themselves are never settings: see secrets.ts.
  */
 import { isIP } from 'node:net';
+import { DEFAULT_LEASE_TIME_SECONDS } from '../operations/server-attributes.js';
 import { DEFAULT_LIMITS, type ListenerLimits } from '../server/listener.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -51,6 +52,8 @@ export interface ServerSettings {
   };
   /** A file holding the node bundle passphrase (`kmipd node export`, `serve --join`). */
   bundlePassphraseFile: string | undefined;
+  /** The Lease Time attribute of cryptographic objects, in seconds; 0: none (src/operations/server-attributes.ts). */
+  leaseTimeSeconds: number;
 }
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -211,6 +214,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: 'how often last-use times are written to the keystore (0: usage tracking off)',
   },
   {
+    path: 'leaseTimeSeconds',
+    env: 'KMIPD_LEASE_TIME_SECONDS',
+    flag: '--lease-time-seconds',
+    key: 'leaseTimeSeconds',
+    default: DEFAULT_LEASE_TIME_SECONDS,
+    parse: int(0, 0x7fffffff),
+    help: 'the Lease Time attribute kmipd gives cryptographic objects, in seconds (0: none)',
+  },
+  {
     path: 'bundlePassphraseFile',
     env: 'KMIPD_BUNDLE_PASSPHRASE_FILE',
     default: undefined,
@@ -325,6 +337,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
       admin: { host: v('admin.host'), port: v('admin.port'), clients: v('admin.clients') },
       usage: { flushSeconds: v('usage.flushSeconds') },
       bundlePassphraseFile: v('bundlePassphraseFile'),
+      leaseTimeSeconds: v('leaseTimeSeconds'),
     },
     sources,
   };

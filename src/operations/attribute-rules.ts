@@ -149,6 +149,7 @@ const TABLE: Readonly<Record<string, Row>> = {
   'Protection Period': client(undefined),
   'Quantum Safe': client(undefined),
   'Short Unique Identifier': server(undefined),
+  'Protection Storage Mask': server(undefined),
   'Rotate Automatic': client(undefined),
   'Rotate Date': server(undefined),
   'Rotate Generation': server(undefined),

@@ -20,6 +20,7 @@ import { attributeRule } from './attribute-rules.js';
 import type { OperationContext } from './context.js';
 import { applyTimeTransitions, loadObject, touched } from './lifecycle.js';
 import type { Access } from './objects.js';
+import { DEFAULT_LEASE_TIME_SECONDS, derivedAttributes, withAttributeHistory } from './server-attributes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -157,10 +158,11 @@ const COLUMN_ATTRIBUTES = new Set(['Unique Identifier', 'Object Type', 'State'])
 /**
  * Every attribute of an object as a client sees it now: its stored attributes with Unique
  * Identifier, Object Type and State taken from the object itself, the state evaluated at
- * `ctx.now()` (time-based transitions included, not persisted: for Locate's candidates).
+ * `ctx.now()` (time-based transitions included, not persisted: for Locate's candidates), and the
+ * server-maintained attributes computed on read (server-attributes.ts).
  */
 export function objectView(ctx: OperationContext, stored: StoredObject): View {
-  return viewOf(applyTimeTransitions(stored, ctx.now()) ?? stored);
+  return viewOf(ctx, applyTimeTransitions(stored, ctx.now()) ?? stored);
 }
 
 /**
@@ -168,7 +170,7 @@ export function objectView(ctx: OperationContext, stored: StoredObject): View {
  * and persisted (lifecycle.loadObject), and its attribute view.
  */
 export async function loadView(ctx: OperationContext, uid: string, access: Access): Promise<View> {
-  return viewOf(await loadObject(ctx, uid, access));
+  return viewOf(ctx, await loadObject(ctx, uid, access));
 }
 
 export interface View {
@@ -176,12 +178,19 @@ export interface View {
   attrs: KmipAttribute[];
 }
 
-function viewOf(obj: StoredObject): View {
+/** The Lease Time the server grants (seconds; 0: none). */
+export function leaseTimeSeconds(ctx: OperationContext): number {
+  return ctx.server.leaseTimeSeconds ?? DEFAULT_LEASE_TIME_SECONDS;
+}
+
+function viewOf(ctx: OperationContext, obj: StoredObject): View {
+  const stored = obj.attributes.filter((a) => !COLUMN_ATTRIBUTES.has(a.name));
   const attrs: KmipAttribute[] = [
     { name: 'Unique Identifier', index: 0, value: T.text(Tag.UniqueIdentifier, obj.uid) },
     { name: 'Object Type', index: 0, value: T.enum(Tag.ObjectType, obj.objectType) },
     { name: 'State', index: 0, value: T.enum(Tag.State, obj.state) },
-    ...obj.attributes.filter((a) => !COLUMN_ATTRIBUTES.has(a.name)),
+    ...stored,
+    ...derivedAttributes(obj, stored, { version: ctx.version, leaseTimeSeconds: leaseTimeSeconds(ctx) }),
   ];
   return { obj, attrs };
 }
@@ -201,9 +210,13 @@ export async function loadForChange(ctx: OperationContext, payload: StructureNod
   return { uid, obj: await loadObject(ctx, uid, 'manage') };
 }
 
-/** Writes the object with its new attribute list, Last Change Date updated (optimistically). */
+/**
+ * Writes the object with its new attribute list, Last Change Date updated (optimistically), and
+ * Always Sensitive / Never Extractable kept true to the history of Sensitive / Extractable.
+ */
 export async function saveAttributes(ctx: OperationContext, l: Loaded, attributes: KmipAttribute[]): Promise<void> {
-  await ctx.objects.save(l.obj, touched({ ...l.obj, attributes }, ctx.now()));
+  const next = withAttributeHistory(l.obj.objectType, l.obj.attributes, attributes);
+  await ctx.objects.save(l.obj, touched({ ...l.obj, attributes: next }, ctx.now()));
 }
 
 /**

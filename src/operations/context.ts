@@ -37,6 +37,8 @@ export interface ServerInfo {
   profiles?: readonly number[];
   clientRegistrationMethods?: readonly number[];
   protectionStorageMasks?: readonly number[];
+  /** The Lease Time attribute of cryptographic objects, in seconds (0: none); default 3600 (operations/server-attributes.ts). */
+  leaseTimeSeconds?: number;
 }
 
 /** Everything a handler may use for one batch item. */

@@ -201,6 +201,8 @@ export interface ServeOptions extends OpenOptions {
   host: string;
   port: number;
   limits?: Partial<ListenerLimits>;
+  /** The Lease Time of cryptographic objects (seconds, 0: none); default DEFAULT_LEASE_TIME_SECONDS. */
+  leaseTimeSeconds?: number;
   /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
   observer?: ServerObserver;
 }
@@ -231,13 +233,13 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver): Executor {
+export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, leaseTimeSeconds?: number): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
     sealer: state.sealer,
     policy: policy ?? m.policy,
-    server: SERVER_INFO,
+    server: leaseTimeSeconds === undefined ? SERVER_INFO : { ...SERVER_INFO, leaseTimeSeconds },
     handlers: allHandlers,
     log,
     maxMessageSize,
@@ -254,7 +256,7 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const state = await openServerState(opts.dataDir, opts);
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer);
+  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, opts.leaseTimeSeconds);
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;
   try {
