@@ -11,6 +11,7 @@ import { setAttributeHandler } from './set-attribute.js';
 import { activateHandler } from './activate.js';
 import { certifyHandler, recertifyHandler } from './certify.js';
 import { checkHandler } from './check.js';
+import { obtainLeaseHandler } from './obtain-lease.js';
 import { createHandler } from './create.js';
 import { createKeyPairHandler } from './create-key-pair.js';
 import { destroyHandler } from './destroy.js';
@@ -51,6 +52,7 @@ export const allHandlers: readonly OperationHandler[] = [
   destroyHandler,
   rekeyHandler,
   checkHandler,
+  obtainLeaseHandler,
   createKeyPairHandler,
   rekeyKeyPairHandler,
   certifyHandler,
