@@ -20,7 +20,7 @@ import { attributeRule } from './attribute-rules.js';
 import type { OperationContext } from './context.js';
 import { applyTimeTransitions, loadObject, touched } from './lifecycle.js';
 import type { Access } from './objects.js';
-import { DEFAULT_LEASE_TIME_SECONDS, derivedAttributes, withAttributeHistory } from './server-attributes.js';
+import { DEFAULT_LEASE_TIME_SECONDS, derivedAttributes, digestForVersion, withAttributeHistory } from './server-attributes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -185,11 +185,12 @@ export function leaseTimeSeconds(ctx: OperationContext): number {
 
 function viewOf(ctx: OperationContext, obj: StoredObject): View {
   const stored = obj.attributes.filter((a) => !COLUMN_ATTRIBUTES.has(a.name));
+  const shaped = stored.map((a) => (a.name === 'Digest' ? { ...a, value: digestForVersion(a.value, ctx.version) } : a));
   const attrs: KmipAttribute[] = [
     { name: 'Unique Identifier', index: 0, value: T.text(Tag.UniqueIdentifier, obj.uid) },
     { name: 'Object Type', index: 0, value: T.enum(Tag.ObjectType, obj.objectType) },
     { name: 'State', index: 0, value: T.enum(Tag.State, obj.state) },
-    ...stored,
+    ...shaped,
     ...derivedAttributes(obj, stored, { version: ctx.version, leaseTimeSeconds: leaseTimeSeconds(ctx) }),
   ];
   return { obj, attrs };

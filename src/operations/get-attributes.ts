@@ -10,7 +10,7 @@
 import { KmipError } from '../codec/errors.js';
 import { attributesForVersion, isV2 } from '../codec/attributes.js';
 import { all, children } from '../codec/node.js';
-import { Enums, Tag } from '../spec/index.js';
+import { Enums, Tag, type KmipVersion } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
 import { internalName, loadView, referenceFrom2x } from './attribute-support.js';
 import type { OperationContext, OperationHandler } from './context.js';
@@ -39,6 +39,8 @@ function requestedNames(ctx: OperationContext, payload: StructureNode): string[]
  * Original Creation Date and Random Number Generator). Its `get_attributes(uid)` would otherwise
  * fail on every key kmipd creates, from KMIP 1.2 on. The rule is by name, whoever set the value;
  * every other attribute (Lease Time and Sensitive included, which PyKMIP reads) stays in.
+ * For KMIP 1.0 clients Digest too: they get it in its 1.0 shape, without Key Format Type
+ * (server-attributes.ts digestForVersion), which PyKMIP's Digest cannot read.
  */
 export const NAMED_ONLY: ReadonlySet<string> = new Set([
   'Original Creation Date',
@@ -51,6 +53,10 @@ export const NAMED_ONLY: ReadonlySet<string> = new Set([
   'Protection Storage Mask',
 ]);
 
+function namedOnly(name: string, version: KmipVersion): boolean {
+  return NAMED_ONLY.has(name) || (version === '1.0' && name === 'Digest');
+}
+
 export const getAttributesHandler: OperationHandler = {
   operation: Enums.Operation.GetAttributes,
   name: 'GetAttributes',
@@ -59,7 +65,7 @@ export const getAttributesHandler: OperationHandler = {
     const uid = ctx.uidOrPlaceholder(payload);
     const names = requestedNames(ctx, payload);
     const { attrs } = await loadView(ctx, uid, 'read');
-    const selected = names === undefined ? attrs.filter((a) => !NAMED_ONLY.has(a.name)) : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
+    const selected = names === undefined ? attrs.filter((a) => !namedOnly(a.name, ctx.version)) : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
     return [T.text(Tag.UniqueIdentifier, uid), ...attributesForVersion(selected, ctx.version)];
   },
 };

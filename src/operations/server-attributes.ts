@@ -140,6 +140,16 @@ export function withAttributeHistory(objectType: number, prev: readonly KmipAttr
 }
 
 /**
+ * A Digest as a KMIP 1.0 client knows it: Hashing Algorithm and Digest Value only (KMIP 1.0
+ * §3.17; Key Format Type joined the structure in 1.1, and the OASIS 1.0 test cases answer
+ * without it while the 1.1 ones answer with it). Other versions get the stored value.
+ */
+export function digestForVersion(value: TtlvNode, version: KmipVersion): TtlvNode {
+  if (version !== '1.0' || value.type !== 'Structure') return value;
+  return { ...value, value: value.value.filter((c) => c.tag !== Tag.KeyFormatType) };
+}
+
+/**
  * Random Number Generator (KMIP 1.4 §3.44) of the keys kmipd generates: node:crypto's
  * randomness, OpenSSL's default DRBG, CTR_DRBG with AES-256.
  */

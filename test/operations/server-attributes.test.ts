@@ -91,6 +91,19 @@ t.test('server-maintained attributes', async (t) => {
     for (const n of ['Original Creation Date', 'Random Number Generator', 'Always Sensitive', 'Extractable', 'Never Extractable']) t.notOk(all.has(n), `${n} only when named`);
   });
 
+  await t.test('Digest: the 1.0 shape for 1.0 clients, named only', async (t) => {
+    const uid = await create(engine, '1.0');
+    const kft = async (version: KmipVersion) => {
+      const d = (await get1x(engine, uid, ['Digest'], version)).get('Digest');
+      return d?.type === 'Structure' ? primitive(d.value.find((c) => c.tag === Tag.KeyFormatType)) : 'no digest';
+    };
+    t.equal(await kft('1.0'), undefined, '1.0: Hashing Algorithm and Digest Value only');
+    t.equal(await kft('1.1'), Enums.KeyFormatType.Raw, '1.1: with its Key Format Type');
+    t.notOk((await get1x(engine, uid, [], '1.0')).has('Digest'), 'not in an unnamed 1.0 answer');
+    t.ok((await get1x(engine, uid, [], '1.1')).has('Digest'), 'in an unnamed 1.1 answer');
+    t.ok((await list1x(engine, uid, '1.0')).includes('Digest'), 'listed for 1.0');
+  });
+
   await t.test('versions: each attribute only where it exists', async (t) => {
     const uid = await create(engine, '1.1');
     const names = await list1x(engine, uid, '1.1');
