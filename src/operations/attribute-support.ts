@@ -20,7 +20,7 @@ import { attributeRule } from './attribute-rules.js';
 import type { OperationContext } from './context.js';
 import { applyTimeTransitions, loadObject, touched } from './lifecycle.js';
 import type { Access } from './objects.js';
-import { DEFAULT_LEASE_TIME_SECONDS, derivedAttributes, digestForVersion, withAttributeHistory } from './server-attributes.js';
+import { DEFAULT_LEASE_TIME_SECONDS, derivedAttributes, digestForVersion, withAttributeHistory, withUsageLimitsCount } from './server-attributes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -142,11 +142,15 @@ export function nextIndex(attrs: readonly KmipAttribute[], name: string): number
   return max + 1;
 }
 
-/** The value tagged as stored: the attribute's own tag, Attribute Value for custom attributes. */
+/**
+ * The value tagged as stored: the attribute's own tag, Attribute Value for custom attributes;
+ * Usage Limits with the server's count (server-attributes.ts withUsageLimitsCount).
+ */
 export function storedValue(name: string, value: TtlvNode): TtlvNode {
   const tag = isCustom(name) ? Tag.AttributeValue : tagByName(name)?.tag;
   if (tag === undefined) throw new KmipError('InvalidField', `unknown attribute '${name}'`);
-  return value.tag === tag ? value : ({ ...value, tag } as TtlvNode);
+  const tagged = value.tag === tag ? value : ({ ...value, tag } as TtlvNode);
+  return name === 'Usage Limits' ? withUsageLimitsCount(tagged) : tagged;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { checkProtectionStorageMasks, dropEchoedAttributes, generatedKeyAttributes } from './create.js';
 import { CURVES, curveByRecommended, defaultFormat, digestInput, exportKey, keyFacts, keyObjectNode, type Curve, type KeyKind } from './key-formats.js';
 import { checkNoDuplicateNames, digestNode, enumOf, firstValue, initialAttributes, intOf, linkNode } from './lifecycle.js';
+import { asStored } from './server-attributes.js';
+
 export { rngAttribute } from './server-attributes.js';
 
 const OT = Enums.ObjectType;
@@ -220,7 +222,7 @@ export async function storePair(ctx: OperationContext, n: NewPair): Promise<void
       uid,
       objectType,
       now: n.now,
-      client: withLink,
+      client: asStored(withLink),
       implicit: generatedAttributes(client, n.params, n.now),
       digest: digestNode(digestBytes, format),
     });

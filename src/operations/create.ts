@@ -17,7 +17,7 @@ import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.
 import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { checkNoDuplicateNames, dateNode, digestNode, enumOf, firstValue, initialAttributes, intOf, seconds } from './lifecycle.js';
-import { rngAttribute } from './server-attributes.js';
+import { asStored, rngAttribute } from './server-attributes.js';
 
 const ALG = Enums.CryptographicAlgorithm;
 
@@ -164,7 +164,7 @@ export const createHandler: OperationHandler = {
         uid,
         objectType,
         now: ctx.now(),
-        client,
+        client: asStored(client),
         implicit: generatedKeyAttributes(client, ctx.now()),
         digest: digestNode(key, Enums.KeyFormatType.Raw),
       });

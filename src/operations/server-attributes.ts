@@ -140,6 +140,24 @@ export function withAttributeHistory(objectType: number, prev: readonly KmipAttr
 }
 
 /**
+ * Usage Limits as the server keeps them (1.4 §3.21): the Usage Limits Count, the units left, is
+ * the server's; when the client gives a Total without a Count, the count starts at the Total
+ * (OASIS TC-51 echoes it so from Add Attribute). A Count the client gave is kept.
+ */
+export function withUsageLimitsCount(value: TtlvNode): TtlvNode {
+  if (value.type !== 'Structure' || value.value.some((c) => c.tag === Tag.UsageLimitsCount)) return value;
+  const total = value.value.find((c) => c.tag === Tag.UsageLimitsTotal);
+  if (total?.type !== 'LongInteger') return value;
+  const at = value.value.indexOf(total) + 1;
+  return { ...value, value: [...value.value.slice(0, at), T.long(Tag.UsageLimitsCount, total.value), ...value.value.slice(at)] };
+}
+
+/** Client attributes as the server stores them (Usage Limits with their count). */
+export function asStored(attrs: readonly KmipAttribute[]): KmipAttribute[] {
+  return attrs.map((a) => (a.name === 'Usage Limits' ? { ...a, value: withUsageLimitsCount(a.value) } : a));
+}
+
+/**
  * A Digest as a KMIP 1.0 client knows it: Hashing Algorithm and Digest Value only (KMIP 1.0
  * §3.17; Key Format Type joined the structure in 1.1, and the OASIS 1.0 test cases answer
  * without it while the 1.1 ones answer with it). Other versions get the stored value.

@@ -161,6 +161,23 @@ t.test('server-maintained attributes', async (t) => {
     t.same([primitive(got.get('Sensitive')), primitive(got.get('Always Sensitive'))], [true, false]);
   });
 
+  await t.test('Usage Limits: the count starts at the total (TC-51)', async (t) => {
+    const uid = await create(engine, '1.1');
+    const limits = T.struct(0, [T.long(Tag.UsageLimitsTotal, 1000n), T.enum(Tag.UsageLimitsUnit, Enums.UsageLimitsUnit.Byte)]);
+    const r = await engine.call(Op.AddAttribute, [T.text(Tag.UniqueIdentifier, uid), attribute1x('Usage Limits', limits)], { version: '1.1' });
+    t.equal(r.status, OK);
+    const echoed = attributes1x(r.payload)[0]?.value;
+    t.same(echoed?.type === 'Structure' ? echoed.value.map((c) => [c.tag, primitive(c)]) : [], [
+      [Tag.UsageLimitsTotal, 1000n],
+      [Tag.UsageLimitsCount, 1000n],
+      [Tag.UsageLimitsUnit, Enums.UsageLimitsUnit.Byte],
+    ]);
+    const given = T.struct(0, [T.long(Tag.UsageLimitsTotal, 1000n), T.long(Tag.UsageLimitsCount, 10n), T.enum(Tag.UsageLimitsUnit, Enums.UsageLimitsUnit.Object)]);
+    const other = await create(engine, '1.1', [attribute1x('Usage Limits', given)]);
+    const v = (await get1x(engine, other, ['Usage Limits'], '1.1')).get('Usage Limits');
+    t.equal(primitive(v?.type === 'Structure' ? v.value.find((c) => c.tag === Tag.UsageLimitsCount) : undefined), 10n, 'a count the client gave is kept');
+  });
+
   await t.test('clients cannot set them', async (t) => {
     const uid = await create(engine, '1.4');
     for (const [name, value] of [
