@@ -12,6 +12,7 @@ import { activateHandler } from './activate.js';
 import { certifyHandler, recertifyHandler } from './certify.js';
 import { checkHandler } from './check.js';
 import { obtainLeaseHandler } from './obtain-lease.js';
+import { getUsageAllocationHandler } from './get-usage-allocation.js';
 import { createHandler } from './create.js';
 import { createKeyPairHandler } from './create-key-pair.js';
 import { destroyHandler } from './destroy.js';
@@ -53,6 +54,7 @@ export const allHandlers: readonly OperationHandler[] = [
   rekeyHandler,
   checkHandler,
   obtainLeaseHandler,
+  getUsageAllocationHandler,
   createKeyPairHandler,
   rekeyKeyPairHandler,
   certifyHandler,

@@ -178,6 +178,35 @@ t.test('server-maintained attributes', async (t) => {
     t.equal(primitive(v?.type === 'Structure' ? v.value.find((c) => c.tag === Tag.UsageLimitsCount) : undefined), 10n, 'a count the client gave is kept');
   });
 
+  await t.test('Get Usage Allocation takes from the count (TC-51)', async (t) => {
+    const limits = T.struct(0, [T.long(Tag.UsageLimitsTotal, 1000n), T.enum(Tag.UsageLimitsUnit, Enums.UsageLimitsUnit.Byte)]);
+    const uid = await create(engine, '1.1', [attribute1x('Usage Limits', limits)]);
+    const alloc = (n: bigint, version: KmipVersion = '1.1') => engine.call(Op.GetUsageAllocation, [T.text(Tag.UniqueIdentifier, uid), T.long(Tag.UsageLimitsCount, n)], { version });
+    let r = await alloc(500n, '2.1');
+    t.equal(r.reason, R.WrongKeyLifecycleState, 'not while Pre-Active');
+    t.equal((await engine.call(Op.Activate, [T.text(Tag.UniqueIdentifier, uid)], { version: '1.1' })).status, OK);
+    r = await alloc(500n);
+    t.equal(r.status, OK, 'first 500');
+    t.equal(primitive(childrenOf(r.payload, Tag.UniqueIdentifier)[0]), uid);
+    t.equal((await alloc(500n)).status, OK, 'second 500');
+    const v = (await get1x(engine, uid, ['Usage Limits'], '1.1')).get('Usage Limits');
+    t.equal(primitive(v?.type === 'Structure' ? v.value.find((c) => c.tag === Tag.UsageLimitsCount) : undefined), 0n, 'nothing left');
+    r = await alloc(1n);
+    t.equal(r.status, FAILED);
+    t.equal(r.reason, R.PermissionDenied, '1.x: Permission Denied');
+    t.equal((await alloc(1n, '2.1')).reason, R.UsageLimitExceeded, '2.x: Usage Limit Exceeded');
+    const unlimited = await insertObject(engine, { state: S.Active });
+    const u = await engine.call(Op.GetUsageAllocation, [T.text(Tag.UniqueIdentifier, unlimited), T.long(Tag.UsageLimitsCount, 1n)], { version: '1.1' });
+    t.equal(u.reason, R.PermissionDenied, 'no Usage Limits, nothing to allocate');
+  });
+
+  await t.test('Check compares with the server Lease Time', async (t) => {
+    const uid = await create(engine, '1.4');
+    const check = (lease: number) => engine.call(Op.Check, [T.text(Tag.UniqueIdentifier, uid), T.interval(Tag.LeaseTime, lease)], { version: '1.4' });
+    t.equal((await check(3600)).status, OK);
+    t.equal((await check(3601)).reason, R.PermissionDenied, 'longer than the Lease Time');
+  });
+
   await t.test('clients cannot set them', async (t) => {
     const uid = await create(engine, '1.4');
     for (const [name, value] of [
