@@ -118,6 +118,7 @@ export function register(program: Command): void {
           log,
           limits: { ...settings.limits },
           storePoolSize: settings.store.poolSize,
+          leaseTimeSeconds: settings.leaseTimeSeconds,
           observer: ops.observer,
           migrate: settings.migrate,
           heartbeatMs: settings.heartbeatSeconds * 1000,

@@ -13,7 +13,7 @@
  *     "admin": { "host": "127.0.0.1", "port": 5697, "clients": ["kmipd-admin"] },
  *     "usage": { "flushSeconds": 60 },
  *     "store": { "poolSize": 10 },
- *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase"
+ *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600
  *   }
  *
  * Every setting has an environment variable and (except the secret file) a `kmipd serve` flag.
@@ -22,6 +22,7 @@
  * Secrets themselves are never settings: see secrets.ts.
  */
 import { isIP } from 'node:net';
+import { DEFAULT_LEASE_TIME_SECONDS } from '../operations/server-attributes.js';
 import { DEFAULT_LIMITS, type ListenerLimits } from '../server/listener.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -60,6 +61,8 @@ export interface ServerSettings {
   migrate: boolean;
   /** How often the node heartbeat is written to the keystore (`kmipd cluster status`). */
   heartbeatSeconds: number;
+  /** The Lease Time attribute of cryptographic objects, in seconds; 0: none (src/operations/server-attributes.ts). */
+  leaseTimeSeconds: number;
 }
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -268,6 +271,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: 'connections to a PostgreSQL keystore kept open at most (SQLite: ignored)',
   },
   {
+    path: 'leaseTimeSeconds',
+    env: 'KMIPD_LEASE_TIME_SECONDS',
+    flag: '--lease-time-seconds',
+    key: 'leaseTimeSeconds',
+    default: DEFAULT_LEASE_TIME_SECONDS,
+    parse: int(0, 0x7fffffff),
+    help: 'the Lease Time attribute kmipd gives cryptographic objects, in seconds (0: none)',
+  },
+  {
     path: 'bundlePassphraseFile',
     env: 'KMIPD_BUNDLE_PASSPHRASE_FILE',
     default: undefined,
@@ -386,6 +398,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
       bundlePassphraseFile: v('bundlePassphraseFile'),
       migrate: v('migrate'),
       heartbeatSeconds: v('heartbeatSeconds'),
+      leaseTimeSeconds: v('leaseTimeSeconds'),
     },
     sources,
   };

@@ -152,6 +152,7 @@ const TABLE: Readonly<Record<string, Row>> = {
   'Protection Period': client(undefined),
   'Quantum Safe': client(undefined),
   'Short Unique Identifier': server(undefined),
+  'Protection Storage Mask': server(undefined),
   'Rotate Automatic': client(undefined),
   'Rotate Date': server(undefined),
   'Rotate Generation': server(undefined),
@@ -245,9 +246,12 @@ export function checkClientAttribute(name: string, op: ClientAttributeOp, object
       return;
     case 'add':
       // Adding an instance is setting it initially (single-valued: only when absent, which the
-      // caller checks) or changing the object's attributes.
+      // caller checks) or changing the object's attributes. A single-valued attribute added is
+      // its first value, not a modification: the Pre-Active restriction on modifying Activation
+      // Date, Process Start Date and Protect Stop Date (all single-valued) does not apply (OASIS TC-51: Protect
+      // Stop Date added once an added past Activation Date has made the key Active).
       if (rule.serverOnly || (!rule.clientInitial && !rule.clientModify)) readOnly('AttributeReadOnly');
-      checkStateForChange(rule, state);
+      if (rule.clientModify !== 'preActive') checkStateForChange(rule, state);
       return;
     case 'set':
       if (rule.multi) throw new KmipError('MultiValuedAttribute', `${rule.name} has several instances; use Add, Modify or Delete Attribute`);

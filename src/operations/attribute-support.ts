@@ -20,6 +20,7 @@ import { attributeRule } from './attribute-rules.js';
 import type { OperationContext } from './context.js';
 import { applyTimeTransitions, loadObject, touched } from './lifecycle.js';
 import type { Access } from './objects.js';
+import { DEFAULT_LEASE_TIME_SECONDS, derivedAttributes, digestForVersion, withAttributeHistory, withUsageLimitsCount } from './server-attributes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -141,11 +142,15 @@ export function nextIndex(attrs: readonly KmipAttribute[], name: string): number
   return max + 1;
 }
 
-/** The value tagged as stored: the attribute's own tag, Attribute Value for custom attributes. */
+/**
+ * The value tagged as stored: the attribute's own tag, Attribute Value for custom attributes;
+ * Usage Limits with the server's count (server-attributes.ts withUsageLimitsCount).
+ */
 export function storedValue(name: string, value: TtlvNode): TtlvNode {
   const tag = isCustom(name) ? Tag.AttributeValue : tagByName(name)?.tag;
   if (tag === undefined) throw new KmipError('InvalidField', `unknown attribute '${name}'`);
-  return value.tag === tag ? value : ({ ...value, tag } as TtlvNode);
+  const tagged = value.tag === tag ? value : ({ ...value, tag } as TtlvNode);
+  return name === 'Usage Limits' ? withUsageLimitsCount(tagged) : tagged;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,10 +162,11 @@ const COLUMN_ATTRIBUTES = new Set(['Unique Identifier', 'Object Type', 'State'])
 /**
  * Every attribute of an object as a client sees it now: its stored attributes with Unique
  * Identifier, Object Type and State taken from the object itself, the state evaluated at
- * `ctx.now()` (time-based transitions included, not persisted: for Locate's candidates).
+ * `ctx.now()` (time-based transitions included, not persisted: for Locate's candidates), and the
+ * server-maintained attributes computed on read (server-attributes.ts).
  */
 export function objectView(ctx: OperationContext, stored: StoredObject): View {
-  return viewOf(applyTimeTransitions(stored, ctx.now()) ?? stored);
+  return viewOf(ctx, applyTimeTransitions(stored, ctx.now()) ?? stored);
 }
 
 /**
@@ -168,7 +174,7 @@ export function objectView(ctx: OperationContext, stored: StoredObject): View {
  * and persisted (lifecycle.loadObject), and its attribute view.
  */
 export async function loadView(ctx: OperationContext, uid: string, access: Access): Promise<View> {
-  return viewOf(await loadObject(ctx, uid, access));
+  return viewOf(ctx, await loadObject(ctx, uid, access));
 }
 
 export interface View {
@@ -176,12 +182,20 @@ export interface View {
   attrs: KmipAttribute[];
 }
 
-function viewOf(obj: StoredObject): View {
+/** The Lease Time the server grants (seconds; 0: none). */
+export function leaseTimeSeconds(ctx: OperationContext): number {
+  return ctx.server.leaseTimeSeconds ?? DEFAULT_LEASE_TIME_SECONDS;
+}
+
+function viewOf(ctx: OperationContext, obj: StoredObject): View {
+  const stored = obj.attributes.filter((a) => !COLUMN_ATTRIBUTES.has(a.name));
+  const shaped = stored.map((a) => (a.name === 'Digest' ? { ...a, value: digestForVersion(a.value, ctx.version) } : a));
   const attrs: KmipAttribute[] = [
     { name: 'Unique Identifier', index: 0, value: T.text(Tag.UniqueIdentifier, obj.uid) },
     { name: 'Object Type', index: 0, value: T.enum(Tag.ObjectType, obj.objectType) },
     { name: 'State', index: 0, value: T.enum(Tag.State, obj.state) },
-    ...obj.attributes.filter((a) => !COLUMN_ATTRIBUTES.has(a.name)),
+    ...shaped,
+    ...derivedAttributes(obj, stored, { version: ctx.version, leaseTimeSeconds: leaseTimeSeconds(ctx) }),
   ];
   return { obj, attrs };
 }
@@ -201,9 +215,13 @@ export async function loadForChange(ctx: OperationContext, payload: StructureNod
   return { uid, obj: await loadObject(ctx, uid, 'manage') };
 }
 
-/** Writes the object with its new attribute list, Last Change Date updated (optimistically). */
+/**
+ * Writes the object with its new attribute list, Last Change Date updated (optimistically), and
+ * Always Sensitive / Never Extractable kept true to the history of Sensitive / Extractable.
+ */
 export async function saveAttributes(ctx: OperationContext, l: Loaded, attributes: KmipAttribute[]): Promise<void> {
-  await ctx.objects.save(l.obj, touched({ ...l.obj, attributes }, ctx.now()));
+  const next = withAttributeHistory(l.obj.objectType, l.obj.attributes, attributes);
+  await ctx.objects.save(l.obj, touched({ ...l.obj, attributes: next }, ctx.now()));
 }
 
 /**

@@ -24,6 +24,8 @@ import { Enums, Tag, maskNames } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { firstValue, intOf, isDestroyed, loadObject } from './lifecycle.js';
+import { leaseTimeSeconds } from './attribute-support.js';
+import { isCryptographicObject } from './server-attributes.js';
 
 function remainingUses(v: TtlvNode | undefined): bigint | undefined {
   if (v?.type !== 'Structure') return undefined;
@@ -60,7 +62,7 @@ export const checkHandler: OperationHandler = {
       }
     }
     if (lease !== undefined) {
-      const max = intOf(obj.attributes, 'Lease Time');
+      const max = intOf(obj.attributes, 'Lease Time') ?? (isCryptographicObject(obj.objectType) && leaseTimeSeconds(ctx) > 0 ? leaseTimeSeconds(ctx) : undefined);
       if (max !== undefined && lease > max) {
         throw new KmipError('PermissionDenied', `the object's Lease Time is ${max} seconds, less than ${lease}`);
       }

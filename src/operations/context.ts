@@ -37,6 +37,8 @@ export interface ServerInfo {
   port?: number;
   /** Deployment claim Query reports when configured; an absent list answers nothing. */
   protectionStorageMasks?: readonly number[];
+  /** The Lease Time attribute of cryptographic objects, in seconds (0: none); default 3600 (operations/server-attributes.ts). */
+  leaseTimeSeconds?: number;
 }
 
 /** Everything a handler may use for one batch item. */

@@ -37,10 +37,13 @@ import { Enums, Tag, enumValueName, type KmipVersion } from '../spec/index.js';
 import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { attributeRule, checkInitialAttributes, checkValueType } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
-import { checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
+import { checkProtectionStorageMasks, dropEchoedAttributes, generatedKeyAttributes } from './create.js';
 import { CURVES, curveByRecommended, defaultFormat, digestInput, exportKey, keyFacts, keyObjectNode, type Curve, type KeyKind } from './key-formats.js';
 import { checkNoDuplicateNames, dateNode, digestNode, enumOf, firstValue, initialAttributes, intOf, linkNode, seconds } from './lifecycle.js';
 import { expandTemplateReferences } from './templates.js';
+import { asStored } from './server-attributes.js';
+
+export { rngAttribute } from './server-attributes.js';
 
 const OT = Enums.ObjectType;
 const ALG = Enums.CryptographicAlgorithm;
@@ -177,20 +180,6 @@ export async function generatePair(p: PairParameters): Promise<{ privateKey: Key
 // ---------------------------------------------------------------------------------------------
 // Storing a pair
 
-/** Random Number Generator (1.4 §3.44) of node:crypto: OpenSSL's default DRBG, CTR_DRBG with AES-256. */
-export function rngAttribute(): KmipAttribute {
-  return {
-    name: 'Random Number Generator',
-    index: 0,
-    value: T.struct(Tag.RandomNumberGenerator, [
-      T.enum(Tag.RNGAlgorithm, Enums.RNGAlgorithm.DRBG),
-      T.enum(Tag.CryptographicAlgorithm, ALG.AES),
-      T.int(Tag.CryptographicLength, 256),
-      T.enum(Tag.DRBGAlgorithm, Enums.DRBGAlgorithm.CTR),
-    ]),
-  };
-}
-
 /** Attributes the server sets on a key it generated, unless the client gave them. */
 function generatedAttributes(client: readonly KmipAttribute[], p: PairParameters, now: Date): KmipAttribute[] {
   const out: KmipAttribute[] = [
@@ -200,8 +189,7 @@ function generatedAttributes(client: readonly KmipAttribute[], p: PairParameters
   if (p.curve && !firstValue(client, 'Cryptographic Domain Parameters')) {
     out.push({ name: 'Cryptographic Domain Parameters', index: 0, value: T.struct(Tag.CryptographicDomainParameters, [T.enum(Tag.RecommendedCurve, p.curve.recommended)]) });
   }
-  if (!firstValue(client, 'Original Creation Date')) out.push({ name: 'Original Creation Date', index: 0, value: dateNode(Tag.OriginalCreationDate, seconds(now)) });
-  if (!firstValue(client, 'Random Number Generator')) out.push(rngAttribute());
+  out.push(...generatedKeyAttributes(client, now));
   return out;
 }
 
@@ -235,7 +223,7 @@ export async function storePair(ctx: OperationContext, n: NewPair): Promise<void
       uid,
       objectType,
       now: n.now,
-      client: withLink,
+      client: asStored(withLink),
       implicit: generatedAttributes(client, n.params, n.now),
       digest: digestNode(digestBytes, format),
     });

@@ -16,8 +16,9 @@ import { Enums, Masks, Tag, enumValueName } from '../spec/index.js';
 import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
-import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
+import { checkNoDuplicateNames, dateNode, digestNode, enumOf, firstValue, initialAttributes, intOf, seconds } from './lifecycle.js';
 import { expandTemplateReferences } from './templates.js';
+import { asStored, rngAttribute } from './server-attributes.js';
 
 const ALG = Enums.CryptographicAlgorithm;
 
@@ -126,6 +127,17 @@ export function dropEchoedAttributes(attrs: KmipAttribute[], objectType: number,
   });
 }
 
+/**
+ * What the server sets on a key it generates when the client did not (1.4 §3.43 Original
+ * Creation Date: the time the server created it; §3.44 Random Number Generator: the one used).
+ */
+export function generatedKeyAttributes(client: readonly KmipAttribute[], now: Date): KmipAttribute[] {
+  const out: KmipAttribute[] = [];
+  if (!firstValue(client, 'Original Creation Date')) out.push({ name: 'Original Creation Date', index: 0, value: dateNode(Tag.OriginalCreationDate, seconds(now)) });
+  if (!firstValue(client, 'Random Number Generator')) out.push(rngAttribute());
+  return out;
+}
+
 export const createHandler: OperationHandler = {
   operation: Enums.Operation.Create,
   name: 'Create',
@@ -154,7 +166,8 @@ export const createHandler: OperationHandler = {
         uid,
         objectType,
         now: ctx.now(),
-        client,
+        client: asStored(client),
+        implicit: generatedKeyAttributes(client, ctx.now()),
         digest: digestNode(key, Enums.KeyFormatType.Raw),
       });
       material = encodeTtlv(symmetricKeyObject(key, Enums.KeyFormatType.Raw, alg, length));

@@ -1,6 +1,7 @@
 /**
  * Get Attributes (KMIP 1.4 §4.11, 2.1 §6.1.20): the named attributes of one object, all
- * instances of each; with no name, every attribute the client's version knows.
+ * instances of each; with no name, every attribute the client's version knows except the
+ * NAMED_ONLY ones below.
  *
  * An attribute the object does not have is simply left out of the answer, never an error (the
  * spec says so, and vCenter relies on it: it asks for x-Product, x-Vendor and x-Product_Version
@@ -9,7 +10,7 @@
 import { KmipError } from '../codec/errors.js';
 import { attributesForVersion, isV2 } from '../codec/attributes.js';
 import { all, children } from '../codec/node.js';
-import { Enums, Tag } from '../spec/index.js';
+import { Enums, Tag, type KmipVersion } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
 import { internalName, loadView, referenceFrom2x } from './attribute-support.js';
 import type { OperationContext, OperationHandler } from './context.js';
@@ -29,6 +30,33 @@ function requestedNames(ctx: OperationContext, payload: StructureNode): string[]
   return names;
 }
 
+/**
+ * Attributes an unnamed Get Attributes leaves out: they are answered when named, and Get
+ * Attribute List names them. A deliberate deviation from "all attributes" (1.4 §4.11), for
+ * PyKMIP: its 0.10 client (the Debian python3-pykmip that test/server/pykmip.test.ts drives)
+ * fails a whole Get Attributes answer that holds an attribute it has no class for, and it has
+ * none for these, all of which kmipd sets on a new key by itself (server-attributes.ts, Create's
+ * Original Creation Date and Random Number Generator). Its `get_attributes(uid)` would otherwise
+ * fail on every key kmipd creates, from KMIP 1.2 on. The rule is by name, whoever set the value;
+ * every other attribute (Lease Time and Sensitive included, which PyKMIP reads) stays in.
+ * For KMIP 1.0 clients Digest too: they get it in its 1.0 shape, without Key Format Type
+ * (server-attributes.ts digestForVersion), which PyKMIP's Digest cannot read.
+ */
+export const NAMED_ONLY: ReadonlySet<string> = new Set([
+  'Original Creation Date',
+  'Random Number Generator',
+  'Always Sensitive',
+  'Extractable',
+  'Never Extractable',
+  'Short Unique Identifier',
+  'Key Format Type',
+  'Protection Storage Mask',
+]);
+
+function namedOnly(name: string, version: KmipVersion): boolean {
+  return NAMED_ONLY.has(name) || (version === '1.0' && name === 'Digest');
+}
+
 export const getAttributesHandler: OperationHandler = {
   operation: Enums.Operation.GetAttributes,
   name: 'GetAttributes',
@@ -37,7 +65,7 @@ export const getAttributesHandler: OperationHandler = {
     const uid = ctx.uidOrPlaceholder(payload);
     const names = requestedNames(ctx, payload);
     const { attrs } = await loadView(ctx, uid, 'read');
-    const selected = names === undefined ? attrs : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
+    const selected = names === undefined ? attrs.filter((a) => !namedOnly(a.name, ctx.version)) : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
     return [T.text(Tag.UniqueIdentifier, uid), ...attributesForVersion(selected, ctx.version)];
   },
 };

@@ -11,6 +11,8 @@ import { setAttributeHandler } from './set-attribute.js';
 import { activateHandler } from './activate.js';
 import { certifyHandler, recertifyHandler } from './certify.js';
 import { checkHandler } from './check.js';
+import { obtainLeaseHandler } from './obtain-lease.js';
+import { getUsageAllocationHandler } from './get-usage-allocation.js';
 import { createHandler } from './create.js';
 import { createKeyPairHandler } from './create-key-pair.js';
 import { destroyHandler } from './destroy.js';
@@ -31,7 +33,6 @@ import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
 import { interopHandler } from './interop.js';
 import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
-import { obtainLeaseHandler } from './obtain-lease.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -56,6 +57,7 @@ export const allHandlers: readonly OperationHandler[] = [
   rekeyHandler,
   checkHandler,
   obtainLeaseHandler,
+  getUsageAllocationHandler,
   createKeyPairHandler,
   rekeyKeyPairHandler,
   certifyHandler,

@@ -7,18 +7,20 @@
  * - The client must be able to use the object's material (another identity's object is Item
  *   Not Found, as for Get); a destroyed object has none (Object Destroyed; 1.x Item Not Found).
  * - Server policy: no lease on a compromised object (Compromised, Destroyed Compromised: Permission
- *   Denied, as the 1.0-1.2 test case TC-95 expects), nor on one that cannot be used yet or any
- *   more for anything (Pre-Active: Wrong Key Lifecycle State, which 1.x clients receive as
- *   Permission Denied).
- * - Lease Time: the object's Lease Time attribute (1.4 §3.20), else 0, meaning kmipd sets no
- *   limit on how long the client may keep using its copy (what TC-95 shows for such a key).
- *   The lease is not recorded: kmipd does not track leases per client.
+ *   Denied, as the 1.0-1.2 test case TC-95 expects), nor on one that cannot be used yet
+ *   (Pre-Active: Wrong Key Lifecycle State, which 1.x clients receive as Permission Denied).
+ * - Lease Time: a Lease Time stored on the object, else the server's (the `leaseTimeSeconds`
+ *   setting, the same value GetAttributes shows: server-attributes.ts) for cryptographic
+ *   objects, else 0 (no limit; an Opaque Object has no Lease Time). The lease is not recorded:
+ *   kmipd does not track leases per client.
  */
 import { KmipError } from '../codec/errors.js';
 import { Enums, Tag } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { leaseTimeSeconds } from './attribute-support.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { State, dateNode, dateOf, intOf, isDestroyed, loadObject, stateName } from './lifecycle.js';
+import { isCryptographicObject } from './server-attributes.js';
 
 export const obtainLeaseHandler: OperationHandler = {
   operation: Enums.Operation.ObtainLease,
@@ -32,7 +34,7 @@ export const obtainLeaseHandler: OperationHandler = {
     }
     if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the object has been destroyed');
     if (obj.state === State.PreActive) throw new KmipError('WrongKeyLifecycleState', 'the object is Pre-Active; no lease is given before it is activated');
-    const lease = intOf(obj.attributes, 'Lease Time') ?? 0;
+    const lease = intOf(obj.attributes, 'Lease Time') ?? (isCryptographicObject(obj.objectType) ? leaseTimeSeconds(ctx) : 0);
     const changed = dateOf(obj.attributes, 'Last Change Date') ?? BigInt(Math.floor(obj.updatedAt / 1000));
     ctx.log.info({ uid: obj.uid, leaseSeconds: lease }, 'lease obtained');
     return [T.text(Tag.UniqueIdentifier, obj.uid), T.interval(Tag.LeaseTime, lease), dateNode(Tag.LastChangeDate, changed)];

@@ -140,8 +140,8 @@ function parseSymmetricKey(obj: StructureNode, client: readonly KmipAttribute[])
   ];
   implicit.push({ name: 'Cryptographic Algorithm', index: 0, value: T.enum(Tag.CryptographicAlgorithm, algorithm) });
   implicit.push({ name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, length) });
-  // The digest of a symmetric key is over its Raw form, the key bytes (1.4 §3.17).
-  return { object: T.struct(Tag.SymmetricKey, [T.struct(Tag.KeyBlock, block)]), implicit, digest: digestNode(p.key, KFT.Raw) };
+  // The digest is over the key as kept (1.4 §3.17): Raw, the key bytes; Transparent, the TTLV Key Material (OASIS TC-181).
+  return { object: T.struct(Tag.SymmetricKey, [T.struct(Tag.KeyBlock, block)]), implicit, digest: digestNode(p.format === KFT.Raw ? p.key : encodeTtlv(req(p.keyValue as StructureNode, Tag.KeyMaterial, 'Structure')), p.format) };
 }
 
 /**

@@ -255,6 +255,8 @@ export interface ServeOptions extends OpenOptions {
   host: string;
   port: number;
   limits?: Partial<ListenerLimits>;
+  /** The Lease Time of cryptographic objects (seconds, 0: none); default DEFAULT_LEASE_TIME_SECONDS. */
+  leaseTimeSeconds?: number;
   /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
   observer?: ServerObserver;
   /** How often the node heartbeat is written (src/server/heartbeat.ts; default 10 s). */
@@ -289,13 +291,17 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, port?: number): Executor {
+export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, info: { port?: number; leaseTimeSeconds?: number } = {}): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
     sealer: state.sealer,
     policy: policy ?? m.policy,
-    server: port !== undefined && port > 0 ? { ...SERVER_INFO, port } : SERVER_INFO,
+    server: {
+      ...SERVER_INFO,
+      ...(info.port !== undefined && info.port > 0 ? { port: info.port } : {}),
+      ...(info.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: info.leaseTimeSeconds } : {}),
+    },
     handlers: allHandlers,
     log,
     maxMessageSize,
@@ -312,7 +318,10 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const state = await openServerState(opts.dataDir, opts);
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, opts.port);
+  const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, {
+    port: opts.port,
+    ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
+  });
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;
   try {

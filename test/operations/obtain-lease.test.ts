@@ -16,7 +16,7 @@ t.test('Obtain Lease', async (t) => {
   t.equal(r.status, OK, r.message ?? '');
   t.equal(text(r.payload, Tag.UniqueIdentifier), active);
   const lt = child(r.payload, Tag.LeaseTime);
-  t.same([lt?.type, lt?.value], ['Interval', 0], 'no lease limit set: 0');
+  t.same([lt?.type, lt?.value], ['Interval', 3600], "the server's Lease Time (setting leaseTimeSeconds, default 3600)");
   t.equal(child(r.payload, Tag.LastChangeDate)?.type, 'DateTime', 'Last Change Date');
 
   // An object whose Lease Time the server set (Lease Time is server-maintained, so it is put in the store directly).
@@ -39,4 +39,13 @@ t.test('Obtain Lease', async (t) => {
   t.equal(r.reason, reason('ItemNotFound'), 'another identity\'s object');
   r = await lease('no-such-object');
   t.equal(r.reason, reason('ItemNotFound'));
+});
+
+t.test('Obtain Lease with leaseTimeSeconds 0: no limit', async (t) => {
+  const engine = await startEngine({ leaseTimeSeconds: 0 });
+  t.teardown(() => engine.close());
+  const active = await createKey(engine, '1.4', [...AES256(), activation(nowS() - 60n)]);
+  const r = await engine.call(OP.ObtainLease, [T.text(Tag.UniqueIdentifier, active)], { version: '1.4' });
+  t.equal(r.status, OK, r.message ?? '');
+  t.equal(child(r.payload, Tag.LeaseTime)?.value, 0);
 });
