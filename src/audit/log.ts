@@ -87,6 +87,12 @@ export interface AuditLogOptions extends AuditTuning {
   dataDir: string;
   /** Derives the anchor key. Without it no anchors are written (another writer anchors later). */
   master?: MasterKeyProvider;
+  /**
+   * The master key anchors are made with now, asked at each anchor (a running server after a
+   * master key rotation made by `kmipd master rotate` or adopted from another node: the key
+   * that wraps the active root key). Undefined answer, or absent: `master`.
+   */
+  currentMaster?: () => Promise<MasterKeyProvider | undefined>;
   /** Where the newest anchor is recorded (the keystore), so that a removed tail is noticed. */
   meta?: MetaStore;
   log?: Logger;
@@ -255,6 +261,8 @@ export class AuditLog implements AuditSink {
   /** An anchor fell due but could not be made (master key unavailable); retried next write. */
   private anchorOwed = false;
   private key: KeyObject | undefined;
+  /** The key id of the master key `key` was derived from. */
+  private keyMaster: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
 
@@ -433,8 +441,8 @@ export class AuditLog implements AuditSink {
         const lastKind = out.length > 0 ? out[out.length - 1]!.record.kind : this.head.kind;
         const crossed = Math.floor(this.head.seq / this.anchorEvery) !== Math.floor(seq / this.anchorEvery);
         if ((crossed || forceAnchor || this.anchorOwed) && lastKind !== undefined && lastKind !== 'anchor') {
-          const key = await this.anchorKey();
-          if (key) add(this.anchorBody(key, seq + 1, hash, now));
+          const anchor = await this.anchorKey();
+          if (anchor) add(this.anchorBody(anchor.key, anchor.masterKeyId, seq + 1, hash, now));
           else if (this.opts.master) this.anchorOwed = true;
         }
         if (out.length === 0) return;
@@ -445,19 +453,23 @@ export class AuditLog implements AuditSink {
     });
   }
 
-  private anchorBody(key: KeyObject, seq: number, prev: string, now: Date): RecordBody {
-    const body: RecordBody = { seq, time: now.toISOString(), kind: 'anchor', master: this.opts.master?.keyId ?? '', prev };
+  private anchorBody(key: KeyObject, masterKeyId: string, seq: number, prev: string, now: Date): RecordBody {
+    const body: RecordBody = { seq, time: now.toISOString(), kind: 'anchor', master: masterKeyId, prev };
     body.mac = anchorMac(key, body);
     return body;
   }
 
-  private async anchorKey(): Promise<KeyObject | undefined> {
-    const master = this.opts.master;
+  /** The anchor key of the master key in use now (derived once per master key). */
+  private async anchorKey(): Promise<{ key: KeyObject; masterKeyId: string } | undefined> {
+    let master = this.opts.master;
     if (!master) return undefined;
-    if (this.key) return this.key;
     try {
-      this.key = await deriveAnchorKey(master);
-      return this.key;
+      if (this.opts.currentMaster) master = (await this.opts.currentMaster()) ?? master;
+      if (this.key === undefined || this.keyMaster !== master.keyId) {
+        this.key = await deriveAnchorKey(master);
+        this.keyMaster = master.keyId;
+      }
+      return { key: this.key, masterKeyId: master.keyId };
     } catch (e) {
       this.opts.log?.error({ err: (e as Error).message }, 'cannot derive the audit anchor key from the master key; anchor postponed');
       return undefined;
@@ -638,8 +650,8 @@ export class AuditLog implements AuditSink {
 
   private async rotate(): Promise<void> {
     if (this.head.kind !== 'anchor' && this.head.kind !== undefined) {
-      const key = await this.anchorKey();
-      if (key) await this.append([seal(this.anchorBody(key, this.head.seq + 1, this.head.hash, this.clock()))]);
+      const anchor = await this.anchorKey();
+      if (anchor) await this.append([seal(this.anchorBody(anchor.key, anchor.masterKeyId, this.head.seq + 1, this.head.hash, this.clock()))]);
     }
     const target = join(this.dir, rotatedName(this.firstSeqInFile ?? this.head.seq));
     if (existsSync(target)) throw new AuditUnavailableError(`audit trail unavailable: cannot rotate ${this.file}: ${target} exists`);

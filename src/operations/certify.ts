@@ -49,7 +49,7 @@ import { CsrError, verifyCsr } from '../pki/csr.js';
 import { OID, parseCertificate, parseSubjectKeyIdentifier, pemEncode } from '../pki/der.js';
 import { type Forge, forge } from '../pki/forge.js';
 import { Enums, Masks, Tag } from '../spec/index.js';
-import { decodeTtlv, encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { attributeRule, checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import { certificateAttributes, certificateObject, dropEchoedCertificateType } from './certificates.js';
 import type { OperationContext, OperationHandler } from './context.js';
@@ -57,6 +57,7 @@ import { checkProtectionStorageMasks } from './create.js';
 import { keyFacts, storedKey } from './key-formats.js';
 import { checkNoDuplicateNames, dateOf, digestNode, initialAttributes, intOf, isDestroyed, linkNode, linkType, loadObject, seconds, touched, withInstance, withoutAttribute } from './lifecycle.js';
 import { replacementAttributes } from './rekey-key-pair.js';
+import { storedTree } from './stored-tree.js';
 
 const OT = Enums.ObjectType;
 const LT = Enums.LinkType;
@@ -169,16 +170,6 @@ function linkedUid(attrs: readonly KmipAttribute[], type: number): string | unde
   return undefined;
 }
 
-async function storedTree(ctx: OperationContext, obj: StoredObject): Promise<StructureNode> {
-  const plain = await ctx.objects.material(obj);
-  try {
-    const n = decodeTtlv(plain);
-    if (n.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
-    return n;
-  } finally {
-    plain.fill(0);
-  }
-}
 
 async function keyOf(ctx: OperationContext, obj: StoredObject): Promise<KeyObject> {
   return storedKey(obj.objectType, await storedTree(ctx, obj)).key;

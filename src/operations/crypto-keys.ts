@@ -32,11 +32,12 @@ import { KmipError } from '../codec/errors.js';
 import { opt, req, reqValue } from '../codec/node.js';
 import type { StoredObject } from '../keystore/types.js';
 import { Enums, Masks, Tag } from '../spec/index.js';
-import { decodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { storedKey } from './key-formats.js';
 import type { OperationContext } from './context.js';
 import { name, unsupported, type KeyFamily } from './crypto-params.js';
 import { dateOf, enumOf, firstValue, intOf, isDestroyed, loadObject, stateName, withServerAttribute } from './lifecycle.js';
+import { storedTree, wipeTree } from './stored-tree.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -105,14 +106,7 @@ export async function checkKeyForUse(ctx: OperationContext, uid: string, use: Cr
 /** Checks `uid` for `use` and opens its material. Call releaseKey when done. */
 export async function keyForUse(ctx: OperationContext, uid: string, use: CryptoUse, types: readonly number[]): Promise<KeyForUse> {
   const obj = await checkKeyForUse(ctx, uid, use, types);
-  const plain = await ctx.objects.material(obj);
-  let stored: TtlvNode;
-  try {
-    stored = decodeTtlv(plain);
-  } finally {
-    plain.fill(0);
-  }
-  if (stored.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
+  const stored = await storedTree(ctx, obj);
   try {
     return openKey(obj, stored);
   } finally {
@@ -124,11 +118,6 @@ export function releaseKey(k: KeyForUse | undefined): void {
   k?.symmetric?.fill(0);
 }
 
-/** Zeroes every byte string of a decoded tree (key material copies). */
-function wipeTree(n: TtlvNode): void {
-  if (n.type === 'Structure') for (const c of n.value) wipeTree(c);
-  else if (n.type === 'ByteString') n.value.fill(0);
-}
 
 function openKey(obj: StoredObject, stored: StructureNode): KeyForUse {
   const block = req(stored, Tag.KeyBlock, 'Structure');

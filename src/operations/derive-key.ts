@@ -41,13 +41,14 @@ import { KmipError } from '../codec/errors.js';
 import { all, opt, optValue, req, reqValue } from '../codec/node.js';
 import type { StoredObject } from '../keystore/types.js';
 import { Enums, Masks, Tag, compareVersions, enumValueName } from '../spec/index.js';
-import { decodeTtlv, encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes, keyBytesFor, setDesParity, symmetricKeyObject } from './create.js';
 import { hashInfo, name, parseCryptoParams, unsupported, type CryptoParams, type HashInfo } from './crypto-params.js';
 import { storedKey } from './key-formats.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf, isDestroyed, linkNode, loadObject, renumber, stateName, touched } from './lifecycle.js';
+import { storedTree, wipeTree } from './stored-tree.js';
 
 const OT = Enums.ObjectType;
 const DM = Enums.DerivationMethod;
@@ -102,25 +103,11 @@ async function loadBase(ctx: OperationContext, uid: string, types: readonly numb
   return obj;
 }
 
-async function storedObject(ctx: OperationContext, obj: StoredObject): Promise<StructureNode> {
-  const plain = await ctx.objects.material(obj);
-  try {
-    const n = decodeTtlv(plain);
-    if (n.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
-    return n;
-  } finally {
-    plain.fill(0);
-  }
-}
 
-function wipe(n: TtlvNode): void {
-  if (n.type === 'Structure') for (const c of n.value) wipe(c);
-  else if (n.type === 'ByteString') n.value.fill(0);
-}
 
 /** The key bytes of a Symmetric Key or Secret Data (Raw, Opaque or Transparent Symmetric Key). Zero it when done. */
 async function secretBytes(ctx: OperationContext, obj: StoredObject): Promise<Buffer> {
-  const stored = await storedObject(ctx, obj);
+  const stored = await storedTree(ctx, obj);
   try {
     const block = req(stored, Tag.KeyBlock, 'Structure');
     if (opt(block, Tag.KeyWrappingData, 'Structure')) {
@@ -134,16 +121,16 @@ async function secretBytes(ctx: OperationContext, obj: StoredObject): Promise<Bu
     if (format === KFT.TransparentSymmetricKey && m.type === 'Structure') return Buffer.from(reqValue(m, Tag.Key, 'ByteString'));
     throw new KmipError('KeyFormatTypeNotSupported', `kmipd cannot derive from key material kept in ${name('KeyFormatType', format)} format`);
   } finally {
-    wipe(stored);
+    wipeTree(stored);
   }
 }
 
 async function asymmetricKey(ctx: OperationContext, obj: StoredObject): Promise<KeyObject> {
-  const stored = await storedObject(ctx, obj);
+  const stored = await storedTree(ctx, obj);
   try {
     return storedKey(obj.objectType, stored).key;
   } finally {
-    wipe(stored);
+    wipeTree(stored);
   }
 }
 

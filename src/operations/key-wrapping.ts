@@ -43,6 +43,7 @@ import { attributeParams, name, parseCryptoParams, rsaEncryptionScheme, type Cry
 import { oaepDecrypt, oaepEncrypt } from './crypto-primitives.js';
 import { storedKey } from './key-formats.js';
 import { dateOf, enumOf, intOf, isDestroyed, loadObject, stateName } from './lifecycle.js';
+import { storedTree, wipeTree } from './stored-tree.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -190,14 +191,7 @@ async function openWrappingKey(ctx: OperationContext, uid: string, use: WrapUse,
     }
   }
   const params = given ?? attributeParams(obj.attributes) ?? {};
-  const plain = await ctx.objects.material(obj);
-  let stored: TtlvNode;
-  try {
-    stored = decodeTtlv(plain);
-  } finally {
-    plain.fill(0);
-  }
-  if (stored.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
+  const stored = await storedTree(ctx, obj);
   try {
     if (obj.objectType === OT.SymmetricKey) {
       const block = req(stored, Tag.KeyBlock, 'Structure');
@@ -211,7 +205,7 @@ async function openWrappingKey(ctx: OperationContext, uid: string, use: WrapUse,
     if (key.asymmetricKeyType !== 'rsa') throw new KmipError('UnsupportedCryptographicParameters', `key wrapping with ${key.asymmetricKeyType ?? 'these'} keys is not supported (AES, RSA)`);
     return { obj, rsa: key, params };
   } finally {
-    wipe(stored);
+    wipeTree(stored);
   }
 }
 
@@ -224,10 +218,6 @@ function symmetricBytes(block: StructureNode): Uint8Array {
   throw new KmipError('KeyFormatTypeNotSupported', `a symmetric key kept in ${name('KeyFormatType', format)} format cannot wrap`);
 }
 
-function wipe(n: TtlvNode): void {
-  if (n.type === 'Structure') for (const c of n.value) wipe(c);
-  else if (n.type === 'ByteString') n.value.fill(0);
-}
 
 function aesPadded(p: CryptoParams): boolean {
   const mode = p.blockCipherMode ?? MODE.NISTKeyWrap;

@@ -30,14 +30,14 @@ import { randomBytes } from 'node:crypto';
 import type { KmipAttribute } from '../codec/attributes.js';
 import { KmipError } from '../codec/errors.js';
 import { all, opt, optValue, req, reqValue } from '../codec/node.js';
-import type { StoredObject } from '../keystore/types.js';
 import { Enums, Tag, enumValueInVersion, enumValueName } from '../spec/index.js';
-import { decodeTtlv, encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { checkProtectionStorageMasks, dropEchoedAttributes, keyBytesFor, symmetricKeyObject } from './create.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf, isDestroyed, loadObject } from './lifecycle.js';
 import type { RegisteredObject } from './register-objects.js';
+import { storedTree, wipeTree } from './stored-tree.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -303,21 +303,7 @@ export function parseSplitKeyObject(obj: StructureNode): RegisteredObject {
   return { object: stored, implicit: implicitOf(block), digest: digestNode(block.material, KFT.Raw) };
 }
 
-async function storedStruct(ctx: OperationContext, obj: StoredObject): Promise<StructureNode> {
-  const plain = await ctx.objects.material(obj);
-  try {
-    const n = decodeTtlv(plain);
-    if (n.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
-    return n;
-  } finally {
-    plain.fill(0);
-  }
-}
 
-function wipe(n: TtlvNode): void {
-  if (n.type === 'Structure') for (const c of n.value) wipe(c);
-  else if (n.type === 'ByteString') n.value.fill(0);
-}
 
 function requestAttributes(ctx: OperationContext, payload: StructureNode, objectType: number): KmipAttribute[] {
   checkProtectionStorageMasks(payload);
@@ -355,12 +341,12 @@ export const createSplitKeyHandler: OperationHandler = {
     if (base.objectType !== OT.SymmetricKey && base.objectType !== OT.SecretData) {
       throw new KmipError('IllegalObjectType', `kmipd splits Symmetric Keys and Secret Data, not ${enumValueName('ObjectType', base.objectType) ?? base.objectType}`);
     }
-    const stored = await storedStruct(ctx, base);
+    const stored = await storedTree(ctx, base);
     let block: BlockFacts;
     try {
       block = readBlock(req(stored, Tag.KeyBlock, 'Structure'));
     } finally {
-      wipe(stored);
+      wipeTree(stored);
     }
     const alg = block.algorithm ?? enumOf(base.attributes, 'Cryptographic Algorithm');
     const length = block.length ?? intOf(base.attributes, 'Cryptographic Length');
@@ -426,11 +412,11 @@ export const joinSplitKeyHandler: OperationHandler = {
         const obj = await loadObject(ctx, uid, 'material');
         if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', `the part ${uid} has been destroyed`);
         if (obj.objectType !== OT.SplitKey) throw new KmipError('IllegalObjectType', `${uid} is not a Split Key`);
-        const stored = await storedStruct(ctx, obj);
+        const stored = await storedTree(ctx, obj);
         try {
           points.push({ f: readSplitFields(stored), block: readBlock(req(stored, Tag.KeyBlock, 'Structure')) });
         } finally {
-          wipe(stored);
+          wipeTree(stored);
         }
       }
       const first = points[0]!;

@@ -20,10 +20,11 @@ import { attributeFrom1x, attributeTo1x, isV2, type KmipAttribute } from '../cod
 import { KmipError } from '../codec/errors.js';
 import { all, optValue, reqValue } from '../codec/node.js';
 import { Enums, Tag } from '../spec/index.js';
-import { decodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import { T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { attributeRule } from './attribute-rules.js';
 import type { OperationContext } from './context.js';
 import { isDestroyed, loadObject } from './lifecycle.js';
+import { storedTree } from './stored-tree.js';
 
 const TEMPLATE_ATTRIBUTE_TAGS: ReadonlySet<number> = new Set([
   Tag.TemplateAttribute,
@@ -78,14 +79,8 @@ async function templateAttributes(ctx: OperationContext, name: string): Promise<
   for (const uid of uids) {
     const obj = await loadObject(ctx, uid, 'read');
     if (isDestroyed(obj.state) || !obj.material) continue;
-    const plain = await ctx.objects.material(obj);
-    let stored: TtlvNode;
-    try {
-      stored = decodeTtlv(plain);
-    } finally {
-      plain.fill(0);
-    }
-    if (stored.type !== 'Structure' || stored.tag !== Tag.Template) throw new KmipError('InternalServerError', 'the stored Template is malformed');
+    const stored = await storedTree(ctx, obj);
+    if (stored.tag !== Tag.Template) throw new KmipError('InternalServerError', 'the stored Template is malformed');
     return all(stored, Tag.Attribute, 'Structure');
   }
   throw new KmipError('ItemNotFound', `no Template named '${name}'`);

@@ -225,7 +225,13 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     throw e;
   }
   if (firstRun) writeManifest(dir, manifest);
-  const audit = new AuditLog({ ...opts.audit, dataDir: dir, master, meta: store, log: opts.log });
+  // Anchors use the master key that wraps the active root key now: after `kmipd master rotate`
+  // here or a change adopted from another node, the new one, without a restart.
+  const currentMaster = async (): Promise<MasterKeyProvider | undefined> => {
+    const active = (await store.rootKeys()).find((r) => r.status === 'active');
+    return active === undefined || active.masterKeyId === master.keyId ? master : masters.masterFor(active.masterKeyId);
+  };
+  const audit = new AuditLog({ ...opts.audit, dataDir: dir, master, currentMaster, meta: store, log: opts.log });
   return {
     dir,
     manifest,
