@@ -42,6 +42,7 @@ import { anchorMac, deriveAnchorKey } from './anchor.js';
 import { metaAnchorKey } from './read.js';
 import { CrossProcessLock, withProcessLock } from './lock.js';
 import { GENESIS, clip, parseLine, seal, selfConsistent, type RecordBody } from './record.js';
+import { fsyncDir } from '../durable.js';
 import {
   AUDIT_DIR,
   AUDIT_FILE,
@@ -145,14 +146,6 @@ function datasync(fd: number): Promise<void> {
   return new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The last line of the first `end` bytes of `fd` (which end with a newline), without it. */
 function lastLine(fd: number, end: number): string {

@@ -27,6 +27,7 @@ import {
 } from '../keystore/migrations.js';
 import type { NodeRow } from '../keystore/nodes.js';
 import { PG_MIGRATIONS } from '../keystore/postgres-migrations.js';
+import { sqliteNodes } from '../keystore/sqlite.js';
 import { DataDirError, readManifest, type KeystoreConfig } from '../server/datadir.js';
 import { readNodeId } from '../server/heartbeat.js';
 import { describeStore, postgresPassword, storeConfigFromArg } from '../server/store.js';
@@ -73,20 +74,7 @@ export async function openSchemaTool(dir: string, opts: SchemaToolOptions = {}):
       display: describeStore(cfg).replace(/^sqlite:/, `sqlite:${dir}/`),
       report: async () => sqliteSchemaReport(db, migrations),
       apply: async (by) => migrate(db, migrations, { pending: 'apply', by }),
-      listNodes: async () => {
-        const has = db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'nodes'`).get() !== undefined;
-        if (!has) return { now: Date.now(), nodes: [] };
-        const rows = db.prepare('SELECT node_id, state, heartbeat_at, info FROM nodes ORDER BY node_id').all() as {
-          node_id: string;
-          state: string;
-          heartbeat_at: number;
-          info: string;
-        }[];
-        return {
-          now: Date.now(),
-          nodes: rows.map((r) => ({ nodeId: r.node_id, state: r.state === 'stopped' ? 'stopped' : 'serving', heartbeatAt: r.heartbeat_at, info: r.info })),
-        };
-      },
+      listNodes: async () => sqliteNodes(db),
       close: async () => {
         db.close();
       },

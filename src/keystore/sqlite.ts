@@ -35,6 +35,7 @@ import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, statSync } from '
 import { dirname, resolve } from 'node:path';
 import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
 import { KeyStoreUnavailableError } from './unavailable.js';
+import { fsyncDir } from '../durable.js';
 import {
   assertSupportedSchema,
   migrate,
@@ -185,18 +186,9 @@ function createPrivateFile(path: string): void {
   } finally {
     closeSync(fd);
   }
-  fsyncDirectory(dirname(path));
+  fsyncDir(dirname(path));
 }
 
-/** Makes the entries of a directory (a file created or renamed in it) durable. */
-function fsyncDirectory(dir: string): void {
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
-}
 
 /**
  * Opens (creating if missing, mode 0600) the keystore at `path`, applying migrations as
@@ -238,6 +230,22 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
   const store = new SqliteKeyStore(db, file, options.migrations ?? MIGRATIONS, options.flushWal ?? fdatasyncAsync);
   store.migrated = migrated;
   return store;
+}
+
+/** The node heartbeat rows of an SQLite keystore (none before the nodes table exists). */
+export function sqliteNodes(db: Database.Database): { now: number; nodes: NodeRow[] } {
+  const has = db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'nodes'`).get() !== undefined;
+  if (!has) return { now: Date.now(), nodes: [] };
+  const rows = db.prepare('SELECT node_id, state, heartbeat_at, info FROM nodes ORDER BY node_id').all() as {
+    node_id: string;
+    state: string;
+    heartbeat_at: number;
+    info: string;
+  }[];
+  return {
+    now: Date.now(),
+    nodes: rows.map((r) => ({ nodeId: r.node_id, state: r.state === 'stopped' ? 'stopped' : 'serving', heartbeatAt: r.heartbeat_at, info: r.info })),
+  };
 }
 
 export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
@@ -469,7 +477,7 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
     const fd = openSync(path, 'r');
     this.#walIno = fstatSync(fd).ino;
     this.#walFd = fd;
-    fsyncDirectory(dirname(this.path));
+    fsyncDir(dirname(this.path));
     return fd;
   }
 
@@ -822,18 +830,7 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   }
 
   listNodes(): Promise<{ now: number; nodes: NodeRow[] }> {
-    return this.#read(() => {
-      const rows = this.#db.prepare('SELECT node_id, state, heartbeat_at, info FROM nodes ORDER BY node_id').all() as {
-        node_id: string;
-        state: string;
-        heartbeat_at: number;
-        info: string;
-      }[];
-      return {
-        now: Date.now(),
-        nodes: rows.map((r) => ({ nodeId: r.node_id, state: r.state === 'stopped' ? 'stopped' : 'serving', heartbeatAt: r.heartbeat_at, info: r.info })),
-      };
-    });
+    return this.#read(() => sqliteNodes(this.#db));
   }
 
   /** Flushes pending writes (they resolve or reject as usual), then closes. Idempotent. */

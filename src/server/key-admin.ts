@@ -52,6 +52,7 @@ import { ROOT_KEY_REFRESH_MS, pkcs11Pin } from './server.js';
 import { silentLogger } from './log.js';
 import { adoptMasterChange, eraseHandoff, forgetNode, handoffMeta, nodeId, readHandoff, readNodeMasters, recordNodeMaster, type HandoffEntry } from './master-handoff.js';
 import { openKeyStore } from './store.js';
+import { fsyncDir } from '../durable.js';
 
 /** A key administration command cannot proceed; the message says why and what to do. */
 export class KeyAdminError extends Error {
@@ -163,14 +164,6 @@ function sharedStore(store: KeyStore): boolean {
   return typeof (store as KeyStore & { withClusterLock?: unknown }).withClusterLock === 'function';
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 // ---- opening keys -------------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ import {
 import type { KeyStore } from '../keystore/types.js';
 import { readManifest, writeManifest, type MasterConfig, type Manifest, type Pkcs11MasterConfig, type RetiredMasterConfig } from './datadir.js';
 import { versionOf } from './master-versions.js';
+import { fsyncDir } from '../durable.js';
 
 export const META_MASTER_HANDOFF = 'master.handoff';
 export const META_MASTER_NODES = 'master.adopted';
@@ -232,14 +233,6 @@ export interface AdoptOptions {
   currentKeyId?: string;
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function freeName(dir: string, name: string): string {
   if (!existsSync(join(dir, name))) return name;

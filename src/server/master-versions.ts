@@ -126,6 +126,8 @@ export class MasterResolver {
   readonly #dir: string;
   readonly #open: (cfg: MasterConfig) => Promise<MasterKeyProvider>;
   readonly #opened = new Map<string, Promise<MasterKeyProvider | undefined>>();
+  /** The keys of #opened whose opening has finished. */
+  readonly #ready = new Map<string, MasterKeyProvider>();
   readonly #given: Set<MasterKeyProvider>;
   readonly #onUnknown: ((keyId: string) => Promise<unknown>) | undefined;
 
@@ -139,8 +141,17 @@ export class MasterResolver {
     this.#open = open;
     this.#onUnknown = onUnknown;
     this.#given = new Set(known);
-    for (const k of known) this.#opened.set(k.keyId, Promise.resolve(k));
+    for (const k of known) {
+      this.#opened.set(k.keyId, Promise.resolve(k));
+      this.#ready.set(k.keyId, k);
+    }
   }
+
+  /**
+   * The key `keyId` if it is open already; never opens, looks up or adopts anything (callers
+   * that hold a lock the adoption may need, such as the audit writer, use this).
+   */
+  readonly openedKey = (keyId: string): MasterKeyProvider | undefined => this.#ready.get(keyId);
 
   readonly masterFor = (keyId: string): Promise<MasterKeyProvider | undefined> => {
     let p = this.#opened.get(keyId);
@@ -151,6 +162,7 @@ export class MasterResolver {
       p.then(
         (k) => {
           if (k === undefined) this.#opened.delete(keyId);
+          else this.#ready.set(keyId, k);
         },
         () => this.#opened.delete(keyId),
       );
@@ -179,6 +191,7 @@ export class MasterResolver {
   async close(): Promise<void> {
     const all = await Promise.all([...this.#opened.values()].map((p) => p.catch(() => undefined)));
     this.#opened.clear();
+    this.#ready.clear();
     for (const k of all) if (k !== undefined && !this.#given.has(k)) await k.close();
   }
 }

@@ -226,10 +226,16 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
   }
   if (firstRun) writeManifest(dir, manifest);
   // Anchors use the master key that wraps the active root key now: after `kmipd master rotate`
-  // here or a change adopted from another node, the new one, without a restart.
+  // here or a change adopted from another node, the new one, without a restart. The audit
+  // writer takes only a key that is open already: opening (or adopting) one may write an audit
+  // record itself, so it is started here without waiting, and the next anchor uses it.
   const currentMaster = async (): Promise<MasterKeyProvider | undefined> => {
     const active = (await store.rootKeys()).find((r) => r.status === 'active');
-    return active === undefined || active.masterKeyId === master.keyId ? master : masters.masterFor(active.masterKeyId);
+    if (active === undefined) return master;
+    const open = masters.openedKey(active.masterKeyId);
+    if (open !== undefined) return open;
+    masters.masterFor(active.masterKeyId).catch((e: unknown) => opts.log.warn({ err: (e as Error).message }, 'cannot open the master key for audit anchors'));
+    return master;
   };
   const audit = new AuditLog({ ...opts.audit, dataDir: dir, master, currentMaster, meta: store, log: opts.log });
   return {
