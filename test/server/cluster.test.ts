@@ -12,8 +12,8 @@ import { createCA, issueClientCert } from '../../src/pki/index.js';
 import { Enums } from '../../src/spec/index.js';
 import { runKmipd } from '../helpers/cli.js';
 import type { ClientCreds } from '../helpers/client.js';
-import { attempt, eventually } from '../helpers/kmip-requests.js';
-import { createKey, credsFor, getKey, keyBytes, stopNode } from '../helpers/nodes.js';
+import { attempt, createAesKey, eventually } from '../helpers/kmip-requests.js';
+import { createKey, credsFor, getKey, keyBytes, stopNode, withClient } from '../helpers/nodes.js';
 import { startPgCluster } from '../helpers/pg.js';
 import { spawnKmipd, type KmipdProcess } from '../helpers/process.js';
 import { need, postgres } from '../helpers/requirements.js';
@@ -109,6 +109,29 @@ t.test('several kmipd nodes on one PostgreSQL keystore', async (t) => {
     else keys.set(u, k);
   }
   t.equal(keys.size, 11, 'keys created alternately on both nodes, each read on the other');
+
+  // ---- concurrent creates on both nodes: no collision, every key served by the other node ----
+  const PER_CLIENT = 25;
+  const clients = [a, a, a, a, b, b, b, b];
+  const made = await Promise.all(
+    clients.map((node) =>
+      withClient(node.port, creds, async (c) => {
+        const out: string[] = [];
+        for (let i = 0; i < PER_CLIENT; i++) out.push(await createAesKey(c));
+        return { node, uids: out };
+      }),
+    ),
+  );
+  const all = made.flatMap((m) => m.uids);
+  t.equal(all.length, clients.length * PER_CLIENT, `${all.length} keys created by 4 + 4 concurrent connections`);
+  t.equal(new Set(all).size, all.length, 'no unique identifier used twice across the nodes');
+  let crossRead = 0;
+  for (const m of made) {
+    const other = m.node === a ? b : a;
+    const sample = [m.uids[0]!, m.uids[m.uids.length - 1]!];
+    for (const u of sample) if (keyBytes(await getKey(other.port, creds, u))?.length === 32) crossRead++;
+  }
+  t.equal(crossRead, clients.length * 2, 'keys created concurrently on one node are read on the other');
 
   lap('writes');
   // ---- trust changes reach every node --------------------------------------------------------
