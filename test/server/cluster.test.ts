@@ -17,6 +17,7 @@ import { createKey, credsFor, getKey, keyBytes, stopNode, withClient } from '../
 import { startPgCluster } from '../helpers/pg.js';
 import { spawnKmipd, type KmipdProcess } from '../helpers/process.js';
 import { need, postgres } from '../helpers/requirements.js';
+import { startLoad } from '../helpers/rotation.js';
 
 const req = postgres();
 const PASSPHRASE = 'correct horse battery staple';
@@ -168,7 +169,9 @@ t.test('several kmipd nodes on one PostgreSQL keystore', async (t) => {
   t.ok(keyBytes(await getKey(b.port, creds, uid))?.equals(keys.get(uid)!), "and reads A's keys");
 
   lap('A killed');
-  // ---- the database goes away briefly --------------------------------------------------------
+  // ---- the database goes away briefly, under load --------------------------------------------
+  const load = await startLoad(b.port, creds, keys, { workers: 2 });
+  await eventually(async () => load.ok() > 20, 10_000);
   await pg.stop();
   const during = await getKey(b.port, creds, uid);
   t.equal(during.status, Enums.ResultStatus.OperationFailed, 'a request during the outage fails');
@@ -177,6 +180,14 @@ t.test('several kmipd nodes on one PostgreSQL keystore', async (t) => {
   await t.rejects(createKey(b.port, creds), /Create failed: .*key database is unavailable/, 'a Create too');
   await pg.start();
   t.ok(await eventually(async () => keyBytes(await getKey(b.port, creds, uid)) !== undefined, 20_000), 'B recovers by itself once the database is back');
+  const okAfterRecovery = load.ok();
+  t.ok(await eventually(async () => load.ok() > okAfterRecovery + 20, 10_000), 'the load goes on after the outage, on the same connections');
+  await load.stop();
+  t.same(
+    load.failures.filter((f) => !/key database is unavailable/.test(f)),
+    [],
+    `during the outage the load's requests failed only with "key database is unavailable" (${load.failures.length} of them); no connection dropped`,
+  );
   let intact = 0;
   for (const [u, k] of keys) if (keyBytes(await getKey(b.port, creds, u))?.equals(k)) intact++;
   t.equal(intact, keys.size, 'every acknowledged key is still there, unchanged');
