@@ -221,9 +221,9 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: 'KMIPD_ADMIN_PORT',
     flag: '--admin-port',
     key: 'adminPort',
-    default: undefined,
+    default: ADMIN_PORT,
     parse: portOrOff,
-    help: `admin HTTPS port (/livez /readyz /health /metrics; ${ADMIN_PORT} by convention), or off`,
+    help: `admin HTTPS port (/livez /readyz /health /metrics; default ${ADMIN_PORT}), or off`,
   },
   {
     path: 'admin.clients',

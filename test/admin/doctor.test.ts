@@ -39,7 +39,7 @@ t.teardown(async () => {
 });
 
 t.test('a good data directory while its server runs on the configured port', async (t) => {
-  setServerSection(good, { host: '127.0.0.1', port: srv.port });
+  setServerSection(good, { host: '127.0.0.1', port: srv.port, admin: { port: 'off' } });
   const r = await runDoctor(good, { env: {} });
   t.ok(r.ok, JSON.stringify(r.checks, null, 1));
   t.same(
@@ -54,7 +54,7 @@ t.test('a good data directory while its server runs on the configured port', asy
 
 t.test('kmipd doctor prints a checklist and exits 0 when all is well (server stopped: the port is free)', async (t) => {
   await srv.stop();
-  setServerSection(good, { host: '127.0.0.1', port: srv.port });
+  setServerSection(good, { host: '127.0.0.1', port: srv.port, admin: { port: 'off' } });
   const r = await runKmipd(['doctor', '--data', good]);
   t.equal(r.exitCode, 0, r.out + r.err);
   t.match(r.out, /^kmipd doctor: /);

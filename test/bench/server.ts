@@ -938,7 +938,7 @@ async function run(ctx: BenchContext): Promise<void> {
     kmipd = r;
     const serve = async (i: number, extra: string[]): Promise<void> => {
       const who = v.nodes > 1 ? `kmipd-${v.id}-node${i + 1}` : v.id === 'sqlite' ? 'kmipd' : `kmipd-${v.id}`;
-      const args = [...profArgs(who), KMIPD_BIN, 'serve', '--data', dirs[i]!, '--host', '127.0.0.1', '--port', '0', ...extra];
+      const args = [...profArgs(who), KMIPD_BIN, 'serve', '--data', dirs[i]!, '--host', '127.0.0.1', '--port', '0', '--admin-port', 'off', ...extra];
       mkdirSync(base, { recursive: true });
       r.nodes.push(await spawnNode(args, join(base, `kmipd-node${i + 1}.log`), 'kmipd listening', 120_000, env));
       if (profDir) profilesOf.push([join(profDir, who), who]);

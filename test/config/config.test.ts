@@ -49,7 +49,8 @@ t.test('defaults when nothing is set', async (t) => {
   t.equal(settings.host, '0.0.0.0');
   t.equal(settings.port, 5696);
   t.equal(settings.logLevel, 'info');
-  t.equal(settings.admin.port, undefined, 'no admin listener unless asked for');
+  t.equal(settings.admin.port, 5697, 'the admin listener on 127.0.0.1:5697 unless switched off');
+  t.equal(settings.admin.host, '127.0.0.1');
   t.equal(settings.admin.host, '127.0.0.1');
   t.same(settings.admin.clients, ['kmipd-admin']);
   t.equal(settings.usage.flushSeconds, 60);
@@ -208,7 +209,7 @@ t.test('kmipd config check / show', async (t) => {
   t.match(show.out, /precedence: flag > KMIPD_\* environment > kmipd\.json "server" > default/);
   t.match(show.out, /\n {2}port +6000 +kmipd\.json +\(KMIPD_PORT, --port\)/);
   t.match(show.out, /\n {2}logLevel +debug +kmipd\.json/);
-  t.match(show.out, /\n {2}admin\.port +- +default/);
+  t.match(show.out, /\n {2}admin\.port +5697 +default/);
   t.match(show.out, /HSM PIN: not set \(not needed by this data directory\)/);
   t.notOk(show.out.includes('s3cret-value'));
   const json = await runKmipd(['config', 'show', '--data', dir, '--json']);

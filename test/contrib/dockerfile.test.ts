@@ -186,7 +186,7 @@ t.test('the two stages, replayed here: the build from the context, then the runt
   t.match(help.stdout, /--live <host:port>/);
   // CMD ["serve", "--data", "/var/lib/kmipd"]: it creates its data directory and listens.
   const data = join(root, 'volume');
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, rt('bin/kmipd'), 'serve', '--data', data, '--host', '127.0.0.1', '--port', '0'], {
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, rt('bin/kmipd'), 'serve', '--data', data, '--host', '127.0.0.1', '--port', '0', '--admin-port', 'off'], {
     env: { ...process.env, KMIPD_LOG_LEVEL: 'info', KMIPD_ADMIN_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -29,7 +29,9 @@ export function kmipdCommand(args: string[], env: NodeJS.ProcessEnv = {}): { com
     const main = join(ROOT, 'dist', 'src', 'cli', 'main.js');
     distFresh = existsSync(main) && statSync(main).mtimeMs >= newestTs(join(ROOT, 'src'));
   }
-  const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
+  // The admin listener is on by default (127.0.0.1:5697): tests start many servers at once, so
+  // theirs is off unless a test asks for it (flag or variable).
+  const merged: NodeJS.ProcessEnv = { KMIPD_ADMIN_PORT: 'off', ...process.env, ...env };
   if (distFresh) {
     // tap's process-info hook re-adds its loader to NODE_OPTIONS of every node child it sees
     // spawned; `env -u` drops it for the compiled code, which needs no loader.
