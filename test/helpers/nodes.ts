@@ -10,7 +10,7 @@ import type { StructureNode, TtlvNode } from '../../src/ttlv/index.js';
 import { KmipTestClient, type ClientCreds } from './client.js';
 import type { ItemResult } from './engine.js';
 import { createAesKey, get } from './kmip-requests.js';
-import type { KmipdProcess } from './process.js';
+import { spawnKmipd, type KmipdProcess } from './process.js';
 
 export async function credsFor(dataDir: string, cn: string): Promise<ClientCreds> {
   const issued = await issueClientCert(loadCa(dataDir), { commonName: cn });
@@ -59,4 +59,20 @@ export async function stopNode(p: KmipdProcess, signal: NodeJS.Signals = 'SIGTER
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
   p.child.kill(signal);
   await p.exited;
+}
+
+/**
+ * `serve(dir, extra)` starts `kmipd serve --data DIR` on loopback (ephemeral port) with `env`;
+ * every node started is killed when the test ends.
+ */
+export function nodeLauncher(t: { teardown(fn: () => unknown): void }, env: NodeJS.ProcessEnv): (dir: string, extra?: string[]) => Promise<KmipdProcess> {
+  const running: KmipdProcess[] = [];
+  t.teardown(async () => {
+    for (const p of running) await stopNode(p, 'SIGKILL');
+  });
+  return async (dir, extra = []) => {
+    const p = await spawnKmipd(['serve', '--data', dir, '--host', '127.0.0.1', '--port', '0', ...extra], env);
+    running.push(p);
+    return p;
+  };
 }

@@ -13,9 +13,9 @@ import { Enums } from '../../src/spec/index.js';
 import { runKmipd } from '../helpers/cli.js';
 import type { ClientCreds } from '../helpers/client.js';
 import { attempt, createAesKey, eventually } from '../helpers/kmip-requests.js';
-import { createKey, credsFor, getKey, keyBytes, stopNode, withClient } from '../helpers/nodes.js';
+import { createKey, credsFor, getKey, keyBytes, nodeLauncher, stopNode, withClient } from '../helpers/nodes.js';
 import { startPgCluster } from '../helpers/pg.js';
-import { spawnKmipd, type KmipdProcess } from '../helpers/process.js';
+import { spawnKmipd } from '../helpers/process.js';
 import { need, postgres } from '../helpers/requirements.js';
 import { startLoad } from '../helpers/rotation.js';
 
@@ -36,15 +36,7 @@ t.test('several kmipd nodes on one PostgreSQL keystore', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'kmipd-cluster-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const env = { PGPASSWORD: pg.password, KMIPD_BUNDLE_PASSPHRASE: PASSPHRASE };
-  const running: KmipdProcess[] = [];
-  t.teardown(async () => {
-    for (const p of running) await stopNode(p, 'SIGKILL');
-  });
-  const serve = async (dir: string, extra: string[] = []): Promise<KmipdProcess> => {
-    const p = await spawnKmipd(['serve', '--data', dir, '--host', '127.0.0.1', '--port', '0', ...extra], env);
-    running.push(p);
-    return p;
-  };
+  const serve = nodeLauncher(t, env);
   const A = join(root, 'a');
   const B = join(root, 'b');
   const bundle = join(root, 'node.bundle');

@@ -16,9 +16,8 @@ import { randomBytes } from 'node:crypto';
 import type { KeyStatus } from '../../src/server/key-admin.js';
 import { META_MASTER_HANDOFF } from '../../src/server/master-handoff.js';
 import { KmipTestClient, type ClientCreds } from '../helpers/client.js';
-import { stopNode } from '../helpers/nodes.js';
+import { nodeLauncher, stopNode } from '../helpers/nodes.js';
 import { startPgCluster } from '../helpers/pg.js';
-import { spawnKmipd, type KmipdProcess } from '../helpers/process.js';
 import { need, postgres, softhsm } from '../helpers/requirements.js';
 import { createSoftHsm } from '../helpers/softhsm.js';
 import { countReadable, getMsg, keyOf, kmipdRun, loadCreds, registerMsg, startLoad, uidOf } from '../helpers/rotation.js';
@@ -78,15 +77,7 @@ t.test('a master key rotated on one node is adopted by the others', async (t) =>
   const root = mkdtempSync(join(tmpdir(), 'kmipd-handoff-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const env = { PGPASSWORD: pg.password, KMIPD_BUNDLE_PASSPHRASE: PASSPHRASE };
-  const running: KmipdProcess[] = [];
-  t.teardown(async () => {
-    for (const p of running) await stopNode(p, 'SIGKILL');
-  });
-  const serve = async (dir: string, extra: string[] = []): Promise<KmipdProcess> => {
-    const p = await spawnKmipd(['serve', '--data', dir, '--host', '127.0.0.1', '--port', '0', ...extra], env);
-    running.push(p);
-    return p;
-  };
+  const serve = nodeLauncher(t, env);
   const cli = async (args: string[]) => {
     const r = await kmipdRun(args, env);
     return r;
@@ -216,15 +207,7 @@ t.test('a PKCS#11 master key rotated on one node: the other finds the new token 
   const root = mkdtempSync(join(tmpdir(), 'kmipd-handoff-hsm-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const env = { ...hsm.env, KMIPD_PKCS11_PIN: hsm.pin, PGPASSWORD: pg.password, KMIPD_BUNDLE_PASSPHRASE: PASSPHRASE };
-  const running: KmipdProcess[] = [];
-  t.teardown(async () => {
-    for (const p of running) await stopNode(p, 'SIGKILL');
-  });
-  const serve = async (dir: string, extra: string[] = []): Promise<KmipdProcess> => {
-    const p = await spawnKmipd(['serve', '--data', dir, '--host', '127.0.0.1', '--port', '0', ...extra], env);
-    running.push(p);
-    return p;
-  };
+  const serve = nodeLauncher(t, env);
   const A = join(root, 'a');
   const B = join(root, 'b');
   const bundle = join(root, 'node.bundle');
