@@ -3,11 +3,11 @@
  * output captured and exits turned into a result instead of process.exit.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, CommanderError } from 'commander';
 import { buildProgram } from '../../src/cli/main.js';
-import { REPO_ROOT } from './requirements.js';
+import { REPO_ROOT, newestTs } from './requirements.js';
 
 export interface CliResult {
   out: string;
@@ -35,16 +35,6 @@ export async function runKmipd(args: string[]): Promise<CliResult> {
   }
 }
 
-/** Newest modification time among the .ts files under `dir`. */
-function newestTs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
 
 /**
  * Makes sure dist/ holds a build of the sources at least as new as `module` (e.g.

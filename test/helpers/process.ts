@@ -1,21 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newestTs } from './requirements.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'kmipd-child.ts');
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Newest modification time among the .ts files under `dir`. */
-function newestTs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
 
 let distFresh: boolean | undefined;
 

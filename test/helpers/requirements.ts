@@ -3,8 +3,8 @@
  * here first. Outside CI a missing part skips the test with a message naming what to install;
  * under CI=true it fails the test, because CI installs everything.
  */
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -61,4 +61,15 @@ export function postgres(): Requirement & { bindir: string } {
   const bindir = '/usr/lib/postgresql/15/bin';
   const ok = existsSync(resolve(bindir, 'initdb')) && existsSync(resolve(bindir, 'postgres'));
   return { ok, bindir, why: 'PostgreSQL server: apt-get install postgresql' };
+}
+
+/** Newest modification time among the .ts files under `dir`. */
+export function newestTs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
 }

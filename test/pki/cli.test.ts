@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { register } from '../../src/cli/cert.js';
 import { certInfo, clientIdentityAllowed, ensureServerPki } from '../../src/pki/index.js';
-import { REPO_ROOT, need } from '../helpers/requirements.js';
+import { REPO_ROOT, need, newestTs } from '../helpers/requirements.js';
 import { mode, openssl, ossl, tempDir } from './fixtures/helpers.js';
 
 async function runCli(args: string[]): Promise<{ out: string; err: string; exitCode: number }> {
@@ -101,16 +101,6 @@ t.test('cert issue errors', async (t) => {
   t.match(longCn.err, /at most 64/);
 });
 
-/** Newest modification time among the files under `dir` ending in .ts. */
-function newestTs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
 
 /**
  * Runs `node bin/kmipd ARGS` as a user would. tap adds its TypeScript and process-info hooks
