@@ -61,8 +61,11 @@ export function showText(r: ConfigReport): string {
       } catch {
         lines.push('keystore: ?');
       }
-      const p = m.policy as { groups?: unknown[]; admins?: unknown[]; adminsMayReadKeyMaterial?: unknown } | undefined;
-      lines.push(`policy: ${p?.groups?.length ?? 0} group(s); admins: ${p?.admins?.length ? p.admins.join(', ') : '-'}; adminsMayReadKeyMaterial: ${String(p?.adminsMayReadKeyMaterial ?? false)}`);
+      const p = m.policy as { groups?: unknown[]; admins?: unknown[]; adminsMayReadKeyMaterial?: unknown; pykmipClients?: unknown[] } | undefined;
+      lines.push(
+        `policy: ${p?.groups?.length ?? 0} group(s); admins: ${p?.admins?.length ? p.admins.join(', ') : '-'}; adminsMayReadKeyMaterial: ${String(p?.adminsMayReadKeyMaterial ?? false)}` +
+          (p?.pykmipClients?.length ? `; pykmipClients: ${p.pykmipClients.join(', ')}` : ''),
+      );
       const a = m.auth as { username?: string } | undefined;
       lines.push(`auth: ${a ? `Username/Password required (user ${a.username ?? '?'}, password from a file)` : 'none (the client certificate only)'}`);
     }

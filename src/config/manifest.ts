@@ -26,7 +26,7 @@ export const KNOWN_KEYS = {
   top: ['format', 'createdAt', 'createdBy', 'master', 'keystore', 'policy', 'auth', 'masterPending', 'masterHistory', 'server'],
   master: MASTER_KEYS,
   keystore: KEYSTORE_KEYS,
-  policy: ['groups', 'admins', 'adminsMayReadKeyMaterial'],
+  policy: ['groups', 'admins', 'adminsMayReadKeyMaterial', 'pykmipClients'],
   auth: ['username', 'passwordFile'],
 } as const;
 

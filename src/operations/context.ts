@@ -20,6 +20,12 @@ export interface AccessPolicy {
   admins: string[];
   /** Whether admins may also Get the key material of objects they do not own. */
   adminsMayReadKeyMaterial: boolean;
+  /**
+   * Identities that are PyKMIP 0.10 clients ("*": every identity). For them an unnamed Get
+   * Attributes leaves out the attributes PyKMIP cannot decode (get-attributes.ts PYKMIP_UNDECODABLE);
+   * everyone else gets every attribute, as the spec says. Absent: nobody.
+   */
+  pykmipClients?: string[];
 }
 
 export interface ServerInfo {

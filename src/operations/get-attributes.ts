@@ -1,7 +1,7 @@
 /**
  * Get Attributes (KMIP 1.4 §4.11, 2.1 §6.1.20): the named attributes of one object, all
- * instances of each; with no name, every attribute the client's version knows except the
- * NAMED_ONLY ones below.
+ * instances of each; with no name, every attribute the client's version knows (for PyKMIP
+ * clients named in the policy, less the ones PyKMIP cannot decode: PYKMIP_UNDECODABLE below).
  *
  * An attribute the object does not have is simply left out of the answer, never an error (the
  * spec says so, and vCenter relies on it: it asks for x-Product, x-Vendor and x-Product_Version
@@ -31,18 +31,18 @@ function requestedNames(ctx: OperationContext, payload: StructureNode): string[]
 }
 
 /**
- * Attributes an unnamed Get Attributes leaves out: they are answered when named, and Get
- * Attribute List names them. A deliberate deviation from "all attributes" (1.4 §4.11), for
- * PyKMIP: its 0.10 client (the Debian python3-pykmip that test/server/pykmip.test.ts drives)
- * fails a whole Get Attributes answer that holds an attribute it has no class for, and it has
- * none for these, all of which kmipd sets on a new key by itself (server-attributes.ts, Create's
- * Original Creation Date and Random Number Generator). Its `get_attributes(uid)` would otherwise
- * fail on every key kmipd creates, from KMIP 1.2 on. The rule is by name, whoever set the value;
- * every other attribute (Lease Time and Sensitive included, which PyKMIP reads) stays in.
- * For KMIP 1.0 clients Digest too: they get it in its 1.0 shape, without Key Format Type
- * (server-attributes.ts digestForVersion), which PyKMIP's Digest cannot read.
+ * Attributes the Debian PyKMIP 0.10 client cannot decode: its client fails a whole Get Attributes
+ * answer that holds an attribute it has no class for, and it has none for these, all of which
+ * kmipd sets on a new key by itself (server-attributes.ts, Create's Original Creation Date and
+ * Random Number Generator). For KMIP 1.0 clients Digest too: they get it in its 1.0 shape,
+ * without Key Format Type (server-attributes.ts digestForVersion), which PyKMIP's Digest cannot
+ * read. PyKMIP's `get_attributes(uid)` (no names) would otherwise fail on every key kmipd creates.
+ *
+ * An unnamed Get Attributes answers every attribute (1.4 §4.11, 2.1 §6.1.20) except, for the
+ * identities the policy lists in `pykmipClients`, these: they are still answered when named, and
+ * Get Attribute List names them.
  */
-export const NAMED_ONLY: ReadonlySet<string> = new Set([
+export const PYKMIP_UNDECODABLE: ReadonlySet<string> = new Set([
   'Original Creation Date',
   'Random Number Generator',
   'Always Sensitive',
@@ -53,8 +53,8 @@ export const NAMED_ONLY: ReadonlySet<string> = new Set([
   'Protection Storage Mask',
 ]);
 
-function namedOnly(name: string, version: KmipVersion): boolean {
-  return NAMED_ONLY.has(name) || (version === '1.0' && name === 'Digest');
+function pykmipUndecodable(name: string, version: KmipVersion): boolean {
+  return PYKMIP_UNDECODABLE.has(name) || (version === '1.0' && name === 'Digest');
 }
 
 export const getAttributesHandler: OperationHandler = {
@@ -65,7 +65,8 @@ export const getAttributesHandler: OperationHandler = {
     const uid = ctx.uidOrPlaceholder(payload);
     const names = requestedNames(ctx, payload);
     const { attrs } = await loadView(ctx, uid, 'read');
-    const selected = names === undefined ? attrs.filter((a) => !namedOnly(a.name, ctx.version)) : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
+    const leaveOut = names === undefined && ctx.objects.pykmipCompat();
+    const selected = names === undefined ? attrs.filter((a) => !(leaveOut && pykmipUndecodable(a.name, ctx.version))) : names.flatMap((n) => attrs.filter((a) => a.name === n).sort((a, b) => a.index - b.index));
     return [T.text(Tag.UniqueIdentifier, uid), ...attributesForVersion(selected, ctx.version)];
   },
 };

@@ -44,6 +44,12 @@ export class ObjectService {
     return [...owners];
   }
 
+  /** Whether this client is listed in policy.pykmipClients (see AccessPolicy). */
+  pykmipCompat(): boolean {
+    const list = this.policy.pykmipClients ?? [];
+    return list.includes('*') || list.includes(this.identity.name);
+  }
+
   isAdmin(): boolean {
     return this.policy.admins.includes(this.identity.name);
   }

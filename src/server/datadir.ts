@@ -92,7 +92,8 @@ function validPolicy(p: unknown): p is AccessPolicy {
     Array.isArray(o.groups) &&
     o.groups.every(strings) &&
     strings(o.admins) &&
-    typeof o.adminsMayReadKeyMaterial === 'boolean'
+    typeof o.adminsMayReadKeyMaterial === 'boolean' &&
+    (o.pykmipClients === undefined || strings(o.pykmipClients))
   );
 }
 
@@ -132,7 +133,7 @@ export function readManifest(dir: string): Manifest | undefined {
   const sqliteOk = ks?.kind === 'sqlite' && typeof ks.file === 'string';
   const postgresOk = ks?.kind === 'postgres' && typeof ks.url === 'string' && (ks.passwordFile === undefined || typeof ks.passwordFile === 'string');
   if (!sqliteOk && !postgresOk) throw new DataDirError(`${file}: "keystore" must be {"kind":"sqlite","file":...} or {"kind":"postgres","url":...,"passwordFile"?:...}`);
-  if (!validPolicy(m.policy)) throw new DataDirError(`${file}: "policy" must be {"groups": [[...]], "admins": [...], "adminsMayReadKeyMaterial": bool}`);
+  if (!validPolicy(m.policy)) throw new DataDirError(`${file}: "policy" must be {"groups": [[...]], "admins": [...], "adminsMayReadKeyMaterial": bool, "pykmipClients"?: [...]}`);
   return m;
 }
 

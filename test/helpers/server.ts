@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueClientCert, loadCa } from '../../src/pki/index.js';
+import type { AccessPolicy } from '../../src/operations/context.js';
+import { readManifest, writeManifest } from '../../src/server/datadir.js';
 import { silentLogger } from '../../src/server/log.js';
 import type { ListenerLimits } from '../../src/server/listener.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
@@ -21,10 +23,16 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(opts: { limits?: Partial<ListenerLimits>; dataDir?: string } = {}): Promise<TestServer> {
+/** `policy` is merged into the data directory's manifest (made by a first start) before the server starts. */
+export async function startTestServer(opts: { limits?: Partial<ListenerLimits>; dataDir?: string; policy?: Partial<AccessPolicy> } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kmipd-test-'));
   const startOpts: Parameters<typeof startServer>[0] = { dataDir, host: '127.0.0.1', port: 0, log: silentLogger() };
   if (opts.limits) startOpts.limits = opts.limits;
+  if (opts.policy) {
+    if (!readManifest(dataDir)) await (await startServer(startOpts)).stop();
+    const m = readManifest(dataDir)!;
+    writeManifest(dataDir, { ...m, policy: { ...m.policy, ...opts.policy } });
+  }
   const server = await startServer(startOpts);
   const caPem = readFileSync(join(dataDir, 'pki', 'ca.crt'), 'utf8');
   const cache = new Map<string, ClientCreds>();

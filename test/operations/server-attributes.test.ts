@@ -2,7 +2,8 @@
  * Server-maintained attributes (src/operations/server-attributes.ts): Lease Time, the Sensitive /
  * Extractable family, 2.x Short Unique Identifier / Key Format Type / Protection Storage Mask,
  * Create's Original Creation Date and Random Number Generator, unnamed Get Attributes leaving
- * out the NAMED_ONLY ones, objects stored without them, and Obtain Lease.
+ * out what PyKMIP cannot decode only for the policy's pykmipClients, objects stored without them,
+ * and Obtain Lease.
  */
 import { createHash } from 'node:crypto';
 import t from 'tap';
@@ -84,24 +85,31 @@ t.test('server-maintained attributes', async (t) => {
     t.equal(primitive(alg), Enums.RNGAlgorithm.DRBG, 'Random Number Generator: the DRBG of node:crypto');
   });
 
-  await t.test('an unnamed Get Attributes leaves out what PyKMIP cannot read', async (t) => {
+  await t.test('an unnamed Get Attributes answers every attribute', async (t) => {
     const uid = await create(engine, '1.4');
     const all = await get1x(engine, uid, []);
-    for (const n of ['Lease Time', 'Sensitive', 'Cryptographic Algorithm', 'Digest', 'State']) t.ok(all.has(n), `${n} in the answer`);
-    for (const n of ['Original Creation Date', 'Random Number Generator', 'Always Sensitive', 'Extractable', 'Never Extractable']) t.notOk(all.has(n), `${n} only when named`);
+    for (const n of ['Lease Time', 'Sensitive', 'Cryptographic Algorithm', 'Digest', 'State', 'Original Creation Date', 'Random Number Generator', 'Always Sensitive', 'Extractable', 'Never Extractable']) {
+      t.ok(all.has(n), `${n} in the answer`);
+    }
+    const v10 = await create(engine, '1.0');
+    t.ok((await get1x(engine, v10, [], '1.0')).has('Digest'), 'Digest in an unnamed 1.0 answer');
   });
 
-  await t.test('Digest: the 1.0 shape for 1.0 clients, named only', async (t) => {
-    const uid = await create(engine, '1.0');
-    const kft = async (version: KmipVersion) => {
-      const d = (await get1x(engine, uid, ['Digest'], version)).get('Digest');
-      return d?.type === 'Structure' ? primitive(d.value.find((c) => c.tag === Tag.KeyFormatType)) : 'no digest';
-    };
-    t.equal(await kft('1.0'), undefined, '1.0: Hashing Algorithm and Digest Value only');
-    t.equal(await kft('1.1'), Enums.KeyFormatType.Raw, '1.1: with its Key Format Type');
-    t.notOk((await get1x(engine, uid, [], '1.0')).has('Digest'), 'not in an unnamed 1.0 answer');
-    t.ok((await get1x(engine, uid, [], '1.1')).has('Digest'), 'in an unnamed 1.1 answer');
-    t.ok((await list1x(engine, uid, '1.0')).includes('Digest'), 'listed for 1.0');
+  await t.test('for the policy\'s PyKMIP clients it leaves out what PyKMIP cannot decode', async (t) => {
+    const py = await startEngine({ policy: { pykmipClients: ['alice'] } });
+    t.teardown(() => py.close());
+    const uid = await create(py, '1.4');
+    const all = await get1x(py, uid, []);
+    for (const n of ['Lease Time', 'Sensitive', 'Cryptographic Algorithm', 'Digest', 'State']) t.ok(all.has(n), `${n} in the answer`);
+    for (const n of ['Original Creation Date', 'Random Number Generator', 'Always Sensitive', 'Extractable', 'Never Extractable']) t.notOk(all.has(n), `${n} only when named`);
+    t.ok((await get1x(py, uid, ['Always Sensitive'])).has('Always Sensitive'), 'answered when named');
+    const v10 = await create(py, '1.0');
+    t.notOk((await get1x(py, v10, [], '1.0')).has('Digest'), '1.0: Digest (its 1.0 shape) only when named');
+    t.ok((await get1x(py, v10, [], '1.1')).has('Digest'), '1.1: Digest in the answer');
+    const star = await startEngine({ policy: { pykmipClients: ['*'] } });
+    t.teardown(() => star.close());
+    const u2 = await create(star, '1.4');
+    t.notOk((await get1x(star, u2, [])).has('Always Sensitive'), '"*" lists every identity');
   });
 
   await t.test('versions: each attribute only where it exists', async (t) => {

@@ -36,7 +36,9 @@ t.test('PyKMIP client against kmipd, every protocol version PyKMIP speaks', asyn
   if (!need(t, pykmip())) return;
   let srv: TestServer | undefined;
   try {
-    srv = await startTestServer();
+    // PyKMIP 0.10 cannot decode some attributes kmipd sets on every key; the policy names its
+    // identities so that an unnamed get_attributes leaves those out (docs/operating.md).
+    srv = await startTestServer({ policy: { pykmipClients: ['pykmip-a', 'pykmip-b'] } });
     const dir = mkdtempSync(join(tmpdir(), 'kmipd-pykmip-'));
     const files: Record<string, string> = {};
     for (const cn of ['pykmip-a', 'pykmip-b']) {
