@@ -109,6 +109,13 @@ export const DEFECTIVE: readonly SkipEntry[] = [
     reason: 'defective transcript: the Get of split key part 4 expects the response to carry the Unique Identifier of part 1',
   },
   {
+    // OVH's own 1.2 file (not an OASIS test case): Create, then Encrypt with the new key while
+    // it is still Pre-Active. KMIP 1.2 §3.22 (State): a Pre-Active object "SHALL NOT be used for
+    // any cryptographic purpose", so kmipd refuses the Encrypt.
+    match: '*/TC-SK-CREATE-ENCRYPT-DECRYPT-DESTROY.xml',
+    reason: "defective transcript: encrypts with a Pre-Active key (never activated), which KMIP forbids (1.2 §3.22: a Pre-Active object shall not be used for any cryptographic purpose)",
+  },
+  {
     // OVH's codec round-trip file: one Encrypt with every field set, on an object that was never
     // registered (a literal identifier) and a stream (Correlation Value) that was never started.
     match: '*/CS_BC_M_7_12_Encrypt_with_All_Fields.xml',
