@@ -100,8 +100,9 @@ t.test('Query', async (t) => {
     const names = profiles.flatMap((p) => enums(p, Tag.ProfileName));
     t.ok(names.includes(Enums.ProfileName.OpaqueManagedObjectStoreServerKMIPV1_0));
     t.ok(names.includes(Enums.ProfileName.BasicCryptographicServerKMIPV1_4));
-    t.notOk(names.includes(Enums.ProfileName.SymmetricKeyLifecycleServerKMIPV1_0), 'SKLC 1.0 mandatory test cases do not all pass: not claimed');
-    t.notOk(names.includes(Enums.ProfileName.AdvancedCryptographicServerKMIPV1_4), 'not claimed');
+    t.ok(names.includes(Enums.ProfileName.AdvancedCryptographicServerKMIPV1_4));
+    t.notOk(names.includes(Enums.ProfileName.AdvancedCryptographicServerKMIPV1_2), 'no Advanced Cryptographic test cases for 1.2: not claimed');
+    t.notOk(names.includes(Enums.ProfileName.SuiteBMinLOS_128ServerKMIPV1_4), 'Suite B: not claimed');
     t.notOk(profiles.some((p) => struct(p, Tag.ProfileVersion)), 'no Profile Version in 1.x');
     t.same(enums(r.payload, Tag.ClientRegistrationMethod), [
       Enums.ClientRegistrationMethod.ServerPreGenerated,
