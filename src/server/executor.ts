@@ -219,7 +219,7 @@ export class Executor {
       // Batch Order Option false lets the server reorder; executing in order is always permitted.
     }
     if (h.batchErrorContinuation === 'Undo' && !this.undoable(msg)) {
-      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, RNG)');
+      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, Login, Delegated Login, Logout)');
     }
 
     const objects = new ObjectService(this.opts.store, this.opts.sealer, auth.effective, this.opts.policy);
@@ -335,7 +335,9 @@ export class Executor {
   }
 
   private undoable(msg: RequestMessage): boolean {
-    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions]);
+    // Tickets live outside the keystore's journal: a Logout cannot be taken back, nor a ticket
+    // issued by a Login or Delegated Login whose value the undone response would never deliver.
+    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions, Enums.Operation.Login, Enums.Operation.DelegatedLogin, Enums.Operation.Logout]);
     return msg.items.every((i) => !notUndoable.has(i.operation));
   }
 

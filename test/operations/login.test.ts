@@ -313,3 +313,21 @@ t.test('TicketService bounds: tickets per identity', async (t) => {
   const later = new Date(now.getTime() + 61_000);
   t.ok(s.issue({ identity: 'b', delegated: false }, later).ok, 'expired tickets are swept when a limit is reached');
 });
+
+t.test('a batch with Undo refuses Login, Delegated Login and Logout (tickets are not journalled)', async (t) => {
+  const engine = await startEngine();
+  t.teardown(() => engine.close());
+  const undo = [T.enum(Tag.BatchErrorContinuationOption, Enums.BatchErrorContinuationOption.Undo)];
+  const r = await engine.call(OP.Login, [], { version: V, header: undo });
+  t.equal(r.reason, reason('FeatureNotSupported'));
+  const ticket = await login(engine);
+  const out = await engine.request(
+    [
+      { operation: OP.Logout, payload: [ticketNode(ticket)] },
+      { operation: OP.Get, payload: [uidNode('no-such-object')] },
+    ],
+    { version: V, header: undo },
+  );
+  t.equal(itemResult(batchItems(out)[0]!).reason, reason('FeatureNotSupported'));
+  t.equal((await query(engine, ticket)).status, OK, 'the ticket was not logged out');
+});
