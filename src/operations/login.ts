@@ -13,7 +13,8 @@
  *   operation; without Objects, every object of the delegating identity). The objects named must
  *   be ones the delegating identity can see. A delegated ticket cannot delegate further.
  * - Logout: Ticket (optional; the header's ticket when absent) -> nothing. Only the identity a
- *   ticket acts for may log it out; anything else is Invalid Ticket, as for an unknown ticket.
+ *   ticket acts for may log it out (under a delegated ticket: only that ticket); anything else is
+ *   Invalid Ticket, as for an unknown ticket.
  * - Usage Limits (for the ticket, or in a Right) are refused with Feature Not Supported rather
  *   than ignored: kmipd counts requests (Request Count), not bytes or objects, and a limit the
  *   client asked for must not silently fall away.
@@ -147,13 +148,16 @@ export const logoutHandler: OperationHandler = {
     } else {
       const presented = ctx.session.ticket;
       if (!presented) throw new KmipError('MissingData', 'no Ticket in the payload and none in the request header');
-      // The header's ticket was already checked; revoke it by identity below through its id.
+      // The header's ticket, already checked and counted.
       const revoked = tickets.revokeTicket(presented);
       if (revoked) ctx.log.info({ ticket: presented.id }, 'ticket logged out');
       return [];
     }
     if (value.length !== TICKET_BYTES) throw new KmipError('InvalidTicket', 'the ticket is not valid');
-    const revoked = tickets.revoke(value, ctx.identity.name, ctx.now());
+    // Under a delegated ticket the request acts for the delegating identity; it may log out that
+    // ticket itself, never the delegating identity's other tickets.
+    const presented = ctx.session.ticket;
+    const revoked = tickets.revoke(value, ctx.identity.name, ctx.now(), presented?.delegated ? presented : undefined);
     if (!revoked) throw new KmipError('InvalidTicket', 'the ticket is not valid (unknown, expired, already logged out, or not this client\'s)');
     ctx.log.info({ ticket: revoked.id }, 'ticket logged out');
     return [];

@@ -173,14 +173,16 @@ export class TicketService {
   }
 
   /**
-   * Logout: revokes the ticket with `value` if it acts for `identity` and returns it; undefined
-   * (nothing revoked) for an unknown or expired ticket, and for another identity's.
+   * Logout: revokes the ticket with `value` if it acts for `identity` (and is `only`, when
+   * given) and returns it; undefined (nothing revoked) for an unknown or expired ticket, and for
+   * another identity's.
    */
-  revoke(value: Uint8Array, identity: string, now: Date): Ticket | undefined {
+  revoke(value: Uint8Array, identity: string, now: Date, only?: Ticket): Ticket | undefined {
     if (value.length !== TICKET_BYTES) return undefined;
     const key = digest(value);
     const ticket = this.byDigest.get(key);
     if (!ticket || !sameText(ticket.identity, identity)) return undefined;
+    if (only !== undefined && ticket !== only) return undefined;
     this.remove(key, ticket);
     return now.getTime() < ticket.expiresAt ? ticket : undefined;
   }

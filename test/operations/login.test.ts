@@ -259,6 +259,16 @@ t.test('a delegated ticket never widens: Login under it keeps the Rights; it can
   t.equal(r.reason, reason('NotAuthorised'), 'the derived ticket has the same Rights');
   r = await engine.call(OP.DelegatedLogin, [T.struct(Tag.Rights, [T.struct(Tag.Right, [])])], { version: V, identity: 'bob', header: ticketHeader(delegated) });
   t.equal(r.reason, reason('NotAuthorised'), 'no delegation from a delegated ticket');
+
+  // A delegate may log out its own ticket, never the delegating identity's others.
+  const alices = await login(engine, [], { identity: 'alice' });
+  const full = ticketValueOf(await engine.call(OP.DelegatedLogin, [T.struct(Tag.Rights, [T.struct(Tag.Right, [])])], { version: V, identity: 'alice' }));
+  r = await engine.call(OP.Logout, [ticketNode(alices)], { version: V, identity: 'bob', header: ticketHeader(full) });
+  t.equal(r.reason, reason('InvalidTicket'), "the delegate cannot log out alice's Login ticket");
+  t.equal((await query(engine, alices, 'alice')).status, OK, 'which still works');
+  r = await engine.call(OP.Logout, [ticketNode(full)], { version: V, identity: 'bob', header: ticketHeader(full) });
+  t.equal(r.status, OK, 'its own ticket');
+  t.equal((await query(engine, full, 'bob')).reason, reason('InvalidTicket'));
 });
 
 t.test('Log: the message lands in the audit trail; ticket values never do', async (t) => {
