@@ -210,6 +210,10 @@ function entryBody(e: AuditEntry, now: Date, seq: number, prev: string): RecordB
     const version = opt(e.version);
     if (fingerprint !== undefined) body.fingerprint = fingerprint;
     if (version !== undefined) body.version = version;
+    const onBehalfOf = opt(e.onBehalfOf);
+    const message = opt(e.message);
+    if (onBehalfOf !== undefined) body.onBehalfOf = onBehalfOf;
+    if (message !== undefined) body.message = message;
   }
   if (address !== undefined) body.address = address;
   if (object !== undefined) body.object = object;

@@ -31,6 +31,8 @@ const FIELD_ORDER = [
   'object',
   'result',
   'reason',
+  'onBehalfOf',
+  'message',
   'master',
   'mac',
   'prev',
@@ -43,7 +45,7 @@ const COMMON: readonly Field[] = ['seq', 'time', 'kind', 'prev', 'hash'];
 
 /** Which members each kind must and may have. */
 const SHAPES: Record<AuditKind, { required: readonly Field[]; optional: readonly Field[] }> = {
-  kmip: { required: [...COMMON, 'identity', 'operation', 'result'], optional: ['fingerprint', 'address', 'version', 'object', 'reason'] },
+  kmip: { required: [...COMMON, 'identity', 'operation', 'result'], optional: ['fingerprint', 'address', 'version', 'object', 'reason', 'onBehalfOf', 'message'] },
   admin: { required: [...COMMON, 'identity', 'operation', 'result'], optional: ['address', 'object', 'reason'] },
   anchor: { required: [...COMMON, 'master', 'mac'], optional: [] },
   event: { required: [...COMMON, 'operation'], optional: ['reason'] },

@@ -24,6 +24,10 @@ export interface AuditEntry {
   result: string;
   /** Result reason ('ItemNotFound', ...). */
   reason?: string | undefined;
+  /** KMIP: the delegating identity when the request presented a delegated ticket (`identity` is the presenter). */
+  onBehalfOf?: string | undefined;
+  /** KMIP: client-supplied text (the Log operation's Log Message), cut to MAX_VALUE_CHARS. Never key material. */
+  message?: string | undefined;
 }
 
 /** What the executor awaits before it hands a response back for sending. */
@@ -48,6 +52,10 @@ export interface AuditRecord {
   object?: string;
   result?: string;
   reason?: string;
+  /** KMIP: the delegating identity of a delegated ticket. */
+  onBehalfOf?: string;
+  /** KMIP: the client's Log Message. */
+  message?: string;
   /** Anchors: the id (not the key) of the master key the anchor key was derived from. */
   master?: string;
   /** Anchors: HMAC-SHA256 (hex) of the anchor's canonical bytes (which hold the chain head, `prev`). */

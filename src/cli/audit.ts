@@ -59,8 +59,9 @@ function showTable(rows: readonly ShownRecord[]): string {
     if (r.kind === 'anchor') out.push([String(r.seq), r.time, '-', '-', 'anchor', '-', `master ${cell(r.master)}`]);
     else {
       const result = r.reason ? `${cell(r.result)} (${r.reason})` : cell(r.result);
-      const op = r.kind === 'admin' ? `admin: ${cell(r.operation)}` : r.kind === 'event' ? `event: ${cell(r.operation)}` : cell(r.operation);
-      out.push([String(r.seq), r.time, cell(r.identity), cell(r.address), op, cell(r.object), r.kind === 'event' ? cell(r.reason) : result]);
+      const op = r.kind === 'admin' ? `admin: ${cell(r.operation)}` : r.kind === 'event' ? `event: ${cell(r.operation)}` : r.message !== undefined ? `${cell(r.operation)} ${JSON.stringify(r.message)}` : cell(r.operation);
+      const who = r.onBehalfOf !== undefined ? `${cell(r.identity)} (for ${r.onBehalfOf})` : cell(r.identity);
+      out.push([String(r.seq), r.time, who, cell(r.address), op, cell(r.object), r.kind === 'event' ? cell(r.reason) : result]);
     }
   }
   const widths = out[0]!.map((_, c) => Math.max(...out.map((l) => (l[c] ?? '').length)));

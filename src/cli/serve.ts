@@ -119,6 +119,7 @@ export function register(program: Command): void {
           limits: { ...settings.limits },
           storePoolSize: settings.store.poolSize,
           leaseTimeSeconds: settings.leaseTimeSeconds,
+          ticketLifetimeSeconds: settings.ticketLifetimeSeconds,
           observer: ops.observer,
           migrate: settings.migrate,
           heartbeatMs: settings.heartbeatSeconds * 1000,

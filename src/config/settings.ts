@@ -13,7 +13,8 @@
  *     "admin": { "host": "127.0.0.1", "port": 5697, "clients": ["kmipd-admin"] },
  *     "usage": { "flushSeconds": 60 },
  *     "store": { "poolSize": 10 },
- *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600
+ *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600,
+ *     "ticketLifetimeSeconds": 3600
  *   }
  *
  * Every setting has an environment variable and (except the secret file) a `kmipd serve` flag.
@@ -23,6 +24,7 @@
  */
 import { isIP } from 'node:net';
 import { DEFAULT_LEASE_TIME_SECONDS } from '../operations/server-attributes.js';
+import { DEFAULT_TICKET_LIFETIME_SECONDS } from '../operations/tickets.js';
 import { DEFAULT_LIMITS, type ListenerLimits } from '../server/listener.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -63,6 +65,8 @@ export interface ServerSettings {
   heartbeatSeconds: number;
   /** The Lease Time attribute of cryptographic objects, in seconds; 0: none (src/operations/server-attributes.ts). */
   leaseTimeSeconds: number;
+  /** The longest life of a KMIP 2.x Login / Delegated Login ticket, in seconds (src/operations/tickets.ts). */
+  ticketLifetimeSeconds: number;
 }
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -280,6 +284,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: 'the Lease Time attribute kmipd gives cryptographic objects, in seconds (0: none)',
   },
   {
+    path: 'ticketLifetimeSeconds',
+    env: 'KMIPD_TICKET_LIFETIME_SECONDS',
+    flag: '--ticket-lifetime-seconds',
+    key: 'ticketLifetimeSeconds',
+    default: DEFAULT_TICKET_LIFETIME_SECONDS,
+    parse: int(1, 7 * 86_400),
+    help: 'the longest life of a KMIP 2.x Login or Delegated Login ticket, in seconds (a client\'s Lease Time asks for less)',
+  },
+  {
     path: 'bundlePassphraseFile',
     env: 'KMIPD_BUNDLE_PASSPHRASE_FILE',
     default: undefined,
@@ -399,6 +412,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
       migrate: v('migrate'),
       heartbeatSeconds: v('heartbeatSeconds'),
       leaseTimeSeconds: v('leaseTimeSeconds'),
+      ticketLifetimeSeconds: v('ticketLifetimeSeconds'),
     },
     sources,
   };

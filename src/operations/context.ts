@@ -3,6 +3,7 @@ import type { KmipAttribute } from '../codec/attributes.js';
 import type { KmipVersion } from '../spec/index.js';
 import type { StructureNode, TtlvNode } from '../ttlv/types.js';
 import type { ObjectService } from './objects.js';
+import type { Ticket, TicketService } from './tickets.js';
 
 /** Who is asking: established by the transport (certificate CN or pinned name). */
 export interface ClientIdentity {
@@ -47,8 +48,19 @@ export interface ServerInfo {
   leaseTimeSeconds?: number;
 }
 
+/** Login tickets as one request sees them (src/operations/tickets.ts). */
+export interface SessionContext {
+  /** The server's tickets; undefined: this executor issues none. */
+  tickets: TicketService | undefined;
+  /** The ticket the request presented in its header, already checked and counted. */
+  ticket: Ticket | undefined;
+  /** The connection's own identity (differs from `identity` under a delegated ticket). */
+  presenter: ClientIdentity;
+}
+
 /** Everything a handler may use for one batch item. */
 export interface OperationContext {
+  /** Whose objects and rights the request uses: the client, or the delegating identity of a delegated ticket. */
   identity: ClientIdentity;
   version: KmipVersion;
   log: Logger;
@@ -60,6 +72,11 @@ export interface OperationContext {
   setIdPlaceholder(uid: string): void;
   /** The uid named in a payload, or the ID Placeholder when the payload names none. */
   uidOrPlaceholder(payload: StructureNode): string;
+  session: SessionContext;
+  /** The operations a delegated ticket restricts this request to (undefined: no restriction). */
+  permittedOperations: ReadonlySet<number> | undefined;
+  /** Client-supplied text for this item's audit record (the Log operation); never key material. */
+  auditMessage(text: string): void;
 }
 
 export interface OperationHandler {

@@ -28,6 +28,8 @@ export type Access =
  */
 export class ObjectService {
   private readonly journal = new Map<string, StoredObject | null>();
+  /** The objects a delegated ticket's Rights allow for the current item (undefined: any). */
+  private restriction: ReadonlySet<string> | undefined;
 
   constructor(
     private readonly store: KeyStore,
@@ -61,11 +63,22 @@ export class ObjectService {
   }
 
   /**
+   * Limits the objects the current batch item may use to `uids` (a delegated ticket's Rights,
+   * src/operations/tickets.ts); undefined lifts the limit. Others are Not Authorised, and Locate
+   * does not show them.
+   */
+  restrictTo(uids: ReadonlySet<string> | undefined): void {
+    this.restriction = uids;
+  }
+
+  /**
    * The object `uid` if this client may use it for `access`. Otherwise the same ItemNotFound as
    * for an object that does not exist, except that an admin who may see it but not read its
    * material gets PermissionDenied.
    */
   async find(uid: string, access: Access): Promise<StoredObject> {
+    // Checked before existence: the answer is the same for every uid outside the Rights.
+    if (this.restriction && !this.restriction.has(uid)) throw new KmipError('NotAuthorised', 'the ticket\'s Rights do not include this object');
     const obj = await this.store.get(uid);
     if (!obj) throw new KmipError('ItemNotFound', `no object with Unique Identifier '${uid}'`);
     if (this.allowed(obj, access)) return obj;
@@ -137,7 +150,14 @@ export class ObjectService {
   }
 
   async locate(q: Omit<LocateQuery, 'owners'>): Promise<string[]> {
-    return this.store.locate({ ...q, owners: this.isAdmin() ? undefined : this.visibleOwners() });
+    const owners = this.isAdmin() ? undefined : this.visibleOwners();
+    const only = this.restriction;
+    if (!only) return this.store.locate({ ...q, owners });
+    // Offset and Maximum Items count the objects the Rights allow: apply them after the filter.
+    const { offset, limit, ...rest } = q;
+    const allowed = (await this.store.locate({ ...rest, owners })).filter((uid) => only.has(uid));
+    const from = offset ?? 0;
+    return allowed.slice(from, limit !== undefined ? from + limit : undefined);
   }
 
   /** Rolls back every write made through this service, newest first. */

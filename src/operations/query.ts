@@ -2,7 +2,8 @@
  * Query (KMIP 1.4 §4.25, 2.1 §6.1.37): what this server does, answered from what it implements.
  *
  * - Operations and Objects come from the handlers the executor serves (ServerInfo.handlers, or
- *   `allHandlers`), limited to what exists in the client's version: never a fixed list.
+ *   `allHandlers`), limited to what exists in the client's version: never a fixed list. Under a
+ *   delegated ticket, Operations lists only what the ticket's Rights grant.
  * - Server Information: Vendor Identification always; in 2.x also the Server Information
  *   structure with its 2.x fields. 1.x defines no field for that structure ("vendor-specific"),
  *   so 1.x clients get Vendor Identification alone, which vCenter accepts.
@@ -42,8 +43,11 @@ async function servedHandlers(ctx: OperationContext): Promise<readonly Operation
 }
 
 function operations(ctx: OperationContext, handlers: readonly OperationHandler[]): TtlvNode[] {
+  // Under a delegated ticket, the operations its Rights grant (TC-DLOGIN-1-20).
+  const permitted = ctx.permittedOperations;
   const ops = handlers
     .filter((h) => compareVersions(h.since, ctx.version) <= 0 && enumValueInVersion('Operation', h.operation, ctx.version))
+    .filter((h) => permitted === undefined || permitted.has(h.operation))
     .map((h) => h.operation);
   return [...new Set(ops)].sort((a, b) => a - b).map((op) => T.enum(Tag.Operation, op));
 }

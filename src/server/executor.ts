@@ -12,10 +12,11 @@ import {
 } from '../codec/message.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { AccessPolicy, ClientIdentity, OperationContext, OperationHandler, ServerInfo } from '../operations/context.js';
+import { permittedOperations, rightsFor, type Ticket, type TicketService } from '../operations/tickets.js';
 import { ObjectService, type MaterialSealer } from '../operations/objects.js';
 import { Enums, KMIP_VERSIONS, Tag, compareVersions, enumValueName, parseVersion, type KmipVersion } from '../spec/index.js';
 import { decodeTtlv, encodeTtlv, TtlvError, type StructureNode, type TtlvNode } from '../ttlv/index.js';
-import { optValue } from '../codec/node.js';
+import { opt, optValue } from '../codec/node.js';
 
 export interface ExecutorOptions {
   store: KeyStore;
@@ -25,8 +26,13 @@ export interface ExecutorOptions {
   handlers: readonly OperationHandler[];
   log: Logger;
   maxMessageSize: number;
-  /** When set, every request must carry this Username and Password credential. */
+  /**
+   * When set, every request must carry this Username and Password credential, or a Ticket
+   * credential from a Login that did (src/operations/tickets.ts).
+   */
   requiredCredential?: { username: string; password: string };
+  /** Login tickets (KMIP 2.x Login, Delegated Login, Logout, Ticket credentials); absent: none accepted. */
+  tickets?: TicketService;
   clock?: () => Date;
   /**
    * The audit trail: every batch item's record is handed to it, and `execute` returns (so the
@@ -59,7 +65,11 @@ export interface ExecutorObserver {
 interface RunState {
   msg?: RequestMessage;
   objects?: ObjectService;
+  /** The delegating identity whose delegated ticket the request presented. */
+  onBehalfOf?: string;
 }
+
+type AuthOutcome = { ok: true; effective: ClientIdentity; ticket: Ticket | undefined } | { ok: false; reason: ResultReasonName; message: string };
 
 export interface ItemLog {
   operation: string;
@@ -68,6 +78,8 @@ export interface ItemLog {
   reason?: string;
   /** How long the handler took, in ms (absent for items answered without running one). */
   ms?: number;
+  /** Client text for the audit record (Log); never put in the server log. */
+  message?: string;
 }
 
 export interface ExecuteResult {
@@ -142,6 +154,8 @@ export class Executor {
           object: it.operation === 'Locate' ? undefined : it.uid, // a search names no object
           result: it.result,
           reason: it.reason,
+          onBehalfOf: held.onBehalfOf,
+          message: it.message,
         }),
       );
       try {
@@ -197,16 +211,19 @@ export class Executor {
       // support asynchronous responses is Operation Failed / Feature Not Supported... per item.
       return this.failItems(msg, version, 'FeatureNotSupported', 'asynchronous operations are not supported');
     }
-    const auth = this.authenticate(msg);
-    if (auth) return this.failItems(msg, version, 'AuthenticationNotSuccessful', auth);
+    const auth = this.authenticate(msg, identity, version, log);
+    if (!auth.ok) return this.failItems(msg, version, auth.reason, auth.message);
+    const ticket = auth.ticket;
+    if (auth.effective.name !== identity.name) held.onBehalfOf = auth.effective.name;
     if (!h.batchOrder && msg.items.length > 1) {
       // Batch Order Option false lets the server reorder; executing in order is always permitted.
     }
     if (h.batchErrorContinuation === 'Undo' && !this.undoable(msg)) {
-      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, RNG)');
+      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, Login, Delegated Login, Logout)');
     }
 
-    const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
+    const objects = new ObjectService(this.opts.store, this.opts.sealer, auth.effective, this.opts.policy);
+    const permitted = ticket?.rights ? permittedOperations(ticket.rights) : undefined;
     held.objects = objects;
     let placeholder: string | undefined;
     // Set when a Locate left no placeholder: a later item without a uid then names no object (Item Not Found, TC-152).
@@ -232,9 +249,15 @@ export class Executor {
           throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
         }
         checkMessageExtension(item);
+        if (ticket?.rights) {
+          // A delegated ticket: only the operations and objects its Rights name.
+          const r = rightsFor(ticket.rights, item.operation);
+          if (!r.allowed) throw new KmipError('NotAuthorised', `the ticket's Rights do not include ${opName}`);
+          objects.restrictTo(r.objects);
+        }
         let opLog: Logger | undefined;
         const ctx: OperationContext = {
-          identity,
+          identity: auth.effective,
           version,
           // Built on first use: most items never log, and a child logger per item costs.
           get log(): Logger {
@@ -253,6 +276,11 @@ export class Executor {
             if (placeholder !== undefined) return (target = placeholder);
             if (locatedNothing) throw new KmipError('ItemNotFound', 'the Locate before this item did not find exactly one object');
             throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
+          },
+          session: { tickets: this.opts.tickets, ticket, presenter: identity },
+          permittedOperations: permitted,
+          auditMessage: (text) => {
+            itemLog.message = text;
           },
         };
         const payload = await handler.handle(ctx, item.payload);
@@ -307,17 +335,46 @@ export class Executor {
   }
 
   private undoable(msg: RequestMessage): boolean {
-    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions]);
+    // Tickets live outside the keystore's journal: a Logout cannot be taken back, nor a ticket
+    // issued by a Login or Delegated Login whose value the undone response would never deliver.
+    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions, Enums.Operation.Login, Enums.Operation.DelegatedLogin, Enums.Operation.Logout]);
     return msg.items.every((i) => !notUndoable.has(i.operation));
   }
 
-  private authenticate(msg: RequestMessage): string | undefined {
+  /**
+   * The request's credentials: a Ticket credential (2.x) is checked and counted, and stands for
+   * the Username and Password credential the server may require (the Login that issued it was
+   * checked for it). A delegated ticket makes the request act as the delegating identity.
+   */
+  private authenticate(msg: RequestMessage, identity: ClientIdentity, version: KmipVersion, log: Logger): AuthOutcome {
+    let ticket: Ticket | undefined;
+    const presented = compareVersions(version, '2.0') >= 0 ? msg.header.credentials.filter((c) => c.type === Enums.CredentialType.Ticket) : [];
+    if (presented.length > 1) return { ok: false, reason: 'AuthenticationNotSuccessful', message: 'a request carries one Ticket credential at most' };
+    const cred = presented[0];
+    if (cred) {
+      const value = ticketValue(cred.raw);
+      if (!value) return { ok: false, reason: 'InvalidTicket', message: 'the Ticket credential holds no Ticket of Ticket Type Login with a Ticket Value' };
+      if (!this.opts.tickets) return { ok: false, reason: 'InvalidTicket', message: 'this server issues no tickets' };
+      const r = this.opts.tickets.use(value, identity, this.clock());
+      if (!r.ok) {
+        log.info({ reason: r.reason }, 'ticket refused'); // never the value
+        return { ok: false, reason: r.reason, message: r.message };
+      }
+      ticket = r.ticket;
+    }
     const need = this.opts.requiredCredential;
-    if (!need) return undefined;
-    const ok = msg.header.credentials.some(
-      (c) => c.type === Enums.CredentialType.UsernameAndPassword && c.username === need.username && c.password !== undefined && timingSafeEqualStr(c.password, need.password),
-    );
-    return ok ? undefined : 'a valid Username and Password credential is required';
+    if (need && !ticket) {
+      const ok = msg.header.credentials.some(
+        (c) => c.type === Enums.CredentialType.UsernameAndPassword && c.username === need.username && c.password !== undefined && timingSafeEqualStr(c.password, need.password),
+      );
+      if (!ok) return { ok: false, reason: 'AuthenticationNotSuccessful', message: 'a valid Username and Password credential is required' };
+    }
+    if (ticket?.delegated) {
+      const effective: ClientIdentity = { name: ticket.identity };
+      if (identity.address !== undefined) effective.address = identity.address;
+      return { ok: true, effective, ticket };
+    }
+    return { ok: true, effective: identity, ticket };
   }
 
   private failItems(msg: RequestMessage, version: KmipVersion, reason: ResultReasonName, message: string): ExecuteResult {
@@ -369,6 +426,17 @@ function timingSafeEqualStr(a: string, b: string): boolean {
   let diff = ab.length ^ bb.length;
   for (let i = 0; i < Math.max(ab.length, bb.length); i++) diff |= (ab[i] ?? 0) ^ (bb[i] ?? 0);
   return diff === 0;
+}
+
+/** The Ticket Value of a Ticket credential's value (Credential Value / Ticket), if of Ticket Type Login. */
+function ticketValue(credentialValue: StructureNode): Uint8Array | undefined {
+  try {
+    const t = opt(credentialValue, Tag.Ticket, 'Structure') ?? credentialValue;
+    if (optValue(t, Tag.TicketType, 'Enumeration') !== Enums.TicketType.Login) return undefined;
+    return optValue(t, Tag.TicketValue, 'ByteString');
+  } catch {
+    return undefined; // a field of the wrong type
+  }
 }
 
 function checkMessageExtension(item: RequestBatchItem): void {

@@ -23,6 +23,7 @@ import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './stor
 import { TrustSync } from './trust-sync.js';
 import { Heartbeat, ensureNodeId } from './heartbeat.js';
 import { defaultAppliedBy, type MigrateResult, type Migration } from '../keystore/migrations.js';
+import { TicketService } from '../operations/tickets.js';
 
 export const SERVER_INFO: ServerInfo = {
   vendor: 'kmipd',
@@ -269,6 +270,8 @@ export interface ServeOptions extends OpenOptions {
   limits?: Partial<ListenerLimits>;
   /** The Lease Time of cryptographic objects (seconds, 0: none); default DEFAULT_LEASE_TIME_SECONDS. */
   leaseTimeSeconds?: number;
+  /** The longest life of a Login / Delegated Login ticket, seconds; default DEFAULT_TICKET_LIFETIME_SECONDS. */
+  ticketLifetimeSeconds?: number;
   /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
   observer?: ServerObserver;
   /** How often the node heartbeat is written (src/server/heartbeat.ts; default 10 s). */
@@ -303,7 +306,14 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, info: { port?: number; leaseTimeSeconds?: number } = {}): Executor {
+export function buildExecutor(
+  state: ServerState,
+  log: Logger,
+  maxMessageSize: number,
+  policy?: AccessPolicy,
+  observer?: ServerObserver,
+  info: { port?: number; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date } = {},
+): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
@@ -318,7 +328,10 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
     log,
     maxMessageSize,
     audit: state.audit,
+    // Login tickets live in this node's memory (see src/operations/tickets.ts).
+    tickets: new TicketService(info.ticketLifetimeSeconds !== undefined ? { maxLifetimeSeconds: info.ticketLifetimeSeconds } : {}),
   };
+  if (info.clock) opts.clock = info.clock;
   if (observer) {
     opts.observer = observer;
     if (observer.instrumentStore) opts.store = guardStore(observer.instrumentStore(state.store));
@@ -333,6 +346,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, {
     port: opts.port,
     ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
+    ...(opts.ticketLifetimeSeconds !== undefined ? { ticketLifetimeSeconds: opts.ticketLifetimeSeconds } : {}),
   });
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;

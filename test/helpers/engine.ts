@@ -76,7 +76,9 @@ export function batchItems(response: StructureNode): StructureNode[] {
   return response.value.filter((c): c is StructureNode => c.tag === Tag.BatchItem && c.type === 'Structure');
 }
 
-export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number } = {}): Promise<Engine> {
+export async function startEngine(
+  opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date } = {},
+): Promise<Engine> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
   const log = silentLogger();
   const state = await openServerState(dataDir, { log });
@@ -85,7 +87,11 @@ export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?:
     writeFileSync(join(dataDir, 'password'), opts.auth.password, { mode: 0o600 });
     state.manifest.auth = { username: opts.auth.username, passwordFile: 'password' };
   }
-  const executor = buildExecutor(state, log, 1024 * 1024, policy, undefined, opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {});
+  const executor = buildExecutor(state, log, 1024 * 1024, policy, undefined, {
+    ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
+    ...(opts.ticketLifetimeSeconds !== undefined ? { ticketLifetimeSeconds: opts.ticketLifetimeSeconds } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   const run = async (bytes: Buffer, identity: string): Promise<StructureNode> => {
     const r = await executor.execute(bytes, { name: identity }, log);
     const tree = decodeTtlv(r.response);
