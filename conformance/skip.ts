@@ -134,6 +134,16 @@ export const DEFECTIVE: readonly SkipEntry[] = [
   { match: 'TC-ECC-3-10', reason: ECC_ENCRYPTED },
   { match: 'TC-ECC-3-11', reason: ECC_ENCRYPTED },
   {
+    // Get with a Key Wrapping Specification that names Attribute Name Cryptographic Usage Mask
+    // and no Encoding Option (so TTLV Encoding: the Key Value structure with the attribute,
+    // 1.1 §2.1.6) expects 1fa68b0a…cfe5, the RFC 3394 §4.1 wrapping of the 16 key bytes alone:
+    // TC-141's No Encoding answer pasted (its comment still says "No Encoding"). A TTLV Key
+    // Value with the key and the attribute cannot wrap to 24 bytes.
+    match: '*/TC_142_1?_Key_Wrapping_using_AES_Key_Wrap_with_Attributes.xml',
+    reason:
+      "defective transcript: asks for the key wrapped with its Cryptographic Usage Mask attribute (TTLV Encoding) but expects 1fa68b0a…, the RFC 3394 wrapping of the bare key bytes (TC-141's No Encoding answer); kmipd wraps the Key Value structure with the attribute, as the spec says",
+  },
+  {
     // OVH's codec round-trip file: one Encrypt with every field set, on an object that was never
     // registered (a literal identifier) and a stream (Correlation Value) that was never started.
     match: '*/CS_BC_M_7_12_Encrypt_with_All_Fields.xml',

@@ -35,7 +35,7 @@ import { boolOf, isDestroyed, loadObject, saveQuietly, withServerAttribute } fro
 import { readKeyBlock } from './register.js';
 import { asymmetricInFormat } from './key-formats.js';
 import { certificateInFormat } from './certificates.js';
-import { isWrapped, readWrappingSpec, unwrapObject, wrapObject } from './key-wrapping.js';
+import { isWrapped, readWrappingSpec, unwrapObject, wrapObject, wrappedInKeyMaterial } from './key-wrapping.js';
 
 const KFT = Enums.KeyFormatType;
 const OT = Enums.ObjectType;
@@ -99,13 +99,14 @@ export const getHandler: OperationHandler = {
     if (decoded.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
     let stored: StructureNode = decoded;
     const wrappedAsRegistered = isWrapped(stored);
+    const registeredInKeyMaterial = wrappedInKeyMaterial(stored);
     // Unwrap what was registered wrapped when the client wants another form of it.
     if (wrappedAsRegistered && (wrapType === Enums.KeyWrapType.NotWrapped || wrapping)) stored = await unwrapObject(ctx, stored);
     if (boolOf(obj.attributes, 'Sensitive') === true && !isWrapped(stored) && !wrapping) {
       throw new KmipError('Sensitive', 'the object is sensitive and kmipd does not return it in plaintext');
     }
     let out = inFormat(obj.objectType, stored, format, compression);
-    if (wrapping) out = await wrapObject(ctx, out, obj.attributes, wrapping);
+    if (wrapping) out = await wrapObject(ctx, out, obj.attributes, wrapping, registeredInKeyMaterial);
 
     const fresh = obj.attributes.find((a) => a.name === 'Fresh');
     if (fresh?.value.type === 'Boolean' && fresh.value.value) {
