@@ -21,15 +21,16 @@
  */
 import { isV2 } from '../codec/attributes.js';
 import { KmipError } from '../codec/errors.js';
-import { opt, req } from '../codec/node.js';
+import { opt, optValue, req } from '../codec/node.js';
 import type { KmipAttribute } from '../codec/attributes.js';
 import type { StoredObject } from '../keystore/types.js';
 import { buildPkcs12, certificateMatchesKey, Pkcs12Error, readPkcs12, type Pkcs12Contents } from '../pki/pkcs12.js';
 import { Enums, Tag } from '../spec/index.js';
-import { T, type StructureNode } from '../ttlv/index.js';
+import { encodeTtlv, T, type StructureNode } from '../ttlv/index.js';
+import { certificateObject, parseCertificateObject } from './certificates.js';
 import type { OperationContext } from './context.js';
-import { storedKey } from './key-formats.js';
-import { isDestroyed, linkType, loadObject, stateName } from './lifecycle.js';
+import { algorithmsFor, keyFacts, keyObjectNode, storedKey } from './key-formats.js';
+import { digestNode, enumOf, initialAttributes, intOf, isDestroyed, linkNode, linkType, loadObject, stateName } from './lifecycle.js';
 import { storedTree, wipeTree } from './stored-tree.js';
 
 const OT = Enums.ObjectType;
@@ -138,5 +139,95 @@ export async function openPkcs12(ctx: OperationContext, container: Uint8Array, p
     throw new KmipError('InvalidField', e.message);
   } finally {
     password.fill(0);
+  }
+}
+
+/** The PKCS#12 bytes of a registered Key Block: the Key Value Byte String (1.4) or its Key Material (2.0). */
+function containerBytes(block: StructureNode): Uint8Array {
+  if (opt(block, Tag.KeyWrappingData, 'Structure')) {
+    throw new KmipError('KeyWrapTypeNotSupported', 'a PKCS#12 is protected by its password; kmipd does not take it wrapped under another key');
+  }
+  const kv = block.value.find((c) => c.tag === Tag.KeyValue);
+  if (kv?.type === 'ByteString') return kv.value;
+  const m = kv?.type === 'Structure' ? kv.value.find((c) => c.tag === Tag.KeyMaterial) : undefined;
+  if (m?.type === 'ByteString') return m.value;
+  throw new KmipError('InvalidField', 'a PKCS#12 Key Block carries the PKCS#12 as a Byte String (Key Value or Key Material)');
+}
+
+interface NewObject {
+  uid: string;
+  objectType: number;
+  state: number;
+  attributes: KmipAttribute[];
+  material: Buffer;
+}
+
+/**
+ * Register of a Private Key in Key Format Type PKCS#12: the key (kept as PKCS#8) and every
+ * certificate in the container (Certificate objects), linked by PKCS#12 Certificate Links.
+ * `client` are the request's attributes for the key (its PKCS#12 Password Link among them).
+ * Returns the private key's Unique Identifier.
+ */
+export async function registerPkcs12(ctx: OperationContext, obj: StructureNode, client: readonly KmipAttribute[]): Promise<string> {
+  const block = req(obj, Tag.KeyBlock, 'Structure');
+  const contents = await openPkcs12(ctx, containerBytes(block), linkedUid(client, LT.PKCS_12PasswordLink));
+  const facts = keyFacts(contents.key);
+  const declaredAlg = optValue(block, Tag.CryptographicAlgorithm, 'Enumeration') ?? enumOf(client, 'Cryptographic Algorithm');
+  if (declaredAlg !== undefined && !algorithmsFor(facts.kind).includes(declaredAlg)) {
+    throw new KmipError('InvalidField', `the PKCS#12 holds ${facts.kind === 'rsa' ? 'an RSA' : 'an EC'} key, not the declared algorithm`);
+  }
+  const declaredLen = optValue(block, Tag.CryptographicLength, 'Integer') ?? intOf(client, 'Cryptographic Length');
+  if (declaredLen !== undefined && declaredLen !== facts.length) {
+    throw new KmipError('InvalidField', `Cryptographic Length ${declaredLen} does not match the ${facts.length}-bit key in the PKCS#12`);
+  }
+  const now = ctx.now();
+  const requestName = friendlyName(client);
+  const created: NewObject[] = [];
+  try {
+    // The certificates, the root end first, so that each can link to its issuer.
+    let issuerUid: string | undefined;
+    const certUids: string[] = [];
+    for (let i = contents.certificates.length - 1; i >= 0; i--) {
+      const cert = contents.certificates[i]!;
+      const parsed = parseCertificateObject(certificateObject(cert.der));
+      const certClient: KmipAttribute[] = [];
+      const name = cert.friendlyName ?? (i === 0 ? (requestName ?? contents.friendlyName) : undefined);
+      if (name !== undefined) certClient.push({ name: 'PKCS#12 Friendly Name', index: 0, value: T.text(Tag.PKCS_12FriendlyName, name) });
+      if (issuerUid !== undefined) certClient.push({ name: 'Link', index: 0, value: linkNode(LT.PKCS_12CertificateLink, issuerUid) });
+      const uid = ctx.objects.newUid();
+      const { attributes, state } = initialAttributes({ uid, objectType: OT.Certificate, now, client: certClient, implicit: parsed.implicit, digest: parsed.digest });
+      created.push({ uid, objectType: OT.Certificate, state, attributes, material: encodeTtlv(parsed.object) });
+      certUids.unshift(uid);
+      issuerUid = uid;
+    }
+    // The private key, as PKCS#8, linked to its certificate (the first one, when it is the key's).
+    const der = contents.key.export({ type: 'pkcs8', format: 'der' });
+    const algorithm = declaredAlg ?? facts.algorithm;
+    const keyObject = keyObjectNode(OT.PrivateKey, KFT.PKCS_8, T.bytes(Tag.KeyMaterial, der), algorithm, facts.length);
+    const keyClient: KmipAttribute[] = [...client];
+    if (requestName === undefined && contents.friendlyName !== undefined) {
+      keyClient.push({ name: 'PKCS#12 Friendly Name', index: 0, value: T.text(Tag.PKCS_12FriendlyName, contents.friendlyName) });
+    }
+    const own = contents.certificates[0] && certificateMatchesKey(contents.certificates[0].der, contents.key) ? certUids[0] : undefined;
+    if (own !== undefined) keyClient.push({ name: 'Link', index: 0, value: linkNode(LT.PKCS_12CertificateLink, own) });
+    const uid = ctx.objects.newUid();
+    const { attributes, state } = initialAttributes({
+      uid,
+      objectType: OT.PrivateKey,
+      now,
+      client: keyClient,
+      implicit: [
+        { name: 'Cryptographic Algorithm', index: 0, value: T.enum(Tag.CryptographicAlgorithm, algorithm) },
+        { name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, facts.length) },
+      ],
+      digest: digestNode(der, KFT.PKCS_8),
+    });
+    created.push({ uid, objectType: OT.PrivateKey, state, attributes, material: encodeTtlv(keyObject) });
+    der.fill(0);
+    for (const o of created) await ctx.objects.create(o);
+    ctx.log.info({ uid, certificates: certUids }, 'registered a PKCS#12: a private key and its certificates');
+    return uid;
+  } finally {
+    for (const o of created) o.material.fill(0);
   }
 }

@@ -186,3 +186,109 @@ t.test('Get in Key Format Type PKCS#12', async (t) => {
     t.equal(cert.status, FAILED, 'a certificate alone is not returned as PKCS#12');
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Register in Key Format Type PKCS#12
+
+const pkcs12Key = (pfx: Buffer, asKeyValueBytes: boolean): StructureNode =>
+  T.struct(Tag.PrivateKey, [
+    T.struct(Tag.KeyBlock, [
+      T.enum(Tag.KeyFormatType, KFT.PKCS_12),
+      asKeyValueBytes ? T.bytes(Tag.KeyValue, pfx) : T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, pfx)]),
+    ]),
+  ]);
+
+async function registerResult(engine: Engine, version: KmipVersion, object: StructureNode, attrs: KmipAttribute[]) {
+  return engine.call(OP.Register, [T.enum(Tag.ObjectType, OT.PrivateKey), ...template(version, attrs), object], { version });
+}
+
+function linkedFrom(attrs: readonly KmipAttribute[], type: number): string | undefined {
+  for (const x of attrs) {
+    if (x.name !== 'Link' || x.value.type !== 'Structure') continue;
+    const lt = x.value.value.find((c) => c.tag === Tag.LinkType);
+    const id = x.value.value.find((c) => c.tag === Tag.LinkedObjectIdentifier);
+    if (lt?.type === 'Enumeration' && lt.value === type && id?.type === 'TextString') return id.value;
+  }
+  return undefined;
+}
+
+t.test('Register in Key Format Type PKCS#12', async (t) => {
+  const engine = await startEngine();
+  t.teardown(() => engine.close());
+  const c = await makeChain();
+  const pfx = buildPkcs12({ key: c.key, certificates: [c.leaf, c.ca], password: PASSWORD, friendlyName: 'from-the-file' });
+
+  for (const [version, asBytes] of [['1.4', true], ['2.1', false]] as const) {
+    await t.test(`KMIP ${version}: the key (as PKCS#8) and its certificates, linked`, async (t) => {
+      const pw = await register(engine, version, OT.SecretData, secretData(PASSWORD), [mask(M.DeriveKey), activation(nowS() - 60n)]);
+      const r = await registerResult(engine, version, pkcs12Key(pfx, asBytes), [
+        mask(M.Sign),
+        link(LT.PKCS_12PasswordLink, pw),
+        a('PKCS#12 Friendly Name', T.text(Tag.PKCS_12FriendlyName, 'alias')),
+      ]);
+      t.equal(r.status, OK, r.message ?? '');
+      const keyUid = text(r.payload, Tag.UniqueIdentifier)!;
+      const g = await get(engine, keyUid, version);
+      const block = keyBlock(g.payload, Tag.PrivateKey);
+      t.equal((child(block, Tag.KeyFormatType) as { value: number }).value, KFT.PKCS_8, 'kept as PKCS#8');
+      const km = (child(block, Tag.KeyValue) as StructureNode).value.find((x) => x.tag === Tag.KeyMaterial) as { value: Uint8Array };
+      t.same(Buffer.from(km.value), pkcs8(c.key), 'the key from the container');
+      t.equal((child(block, Tag.CryptographicLength) as { value: number }).value, 2048);
+
+      const keyObj = await engine.store.get(keyUid);
+      const leafUid = linkedFrom(keyObj!.attributes, LT.PKCS_12CertificateLink);
+      t.ok(leafUid, 'a PKCS#12 Certificate Link to its certificate');
+      t.equal(linkedFrom(keyObj!.attributes, LT.PKCS_12PasswordLink), pw, 'the password link kept');
+      const digest = keyObj!.attributes.find((x) => x.name === 'Digest')!.value as StructureNode;
+      t.equal((digest.value.find((x) => x.tag === Tag.KeyFormatType) as { value: number }).value, KFT.PKCS_8, 'the Digest is over the PKCS#8');
+      const leafGet = await get(engine, leafUid!, version);
+      t.same(Buffer.from((child(child(leafGet.payload, Tag.Certificate) as StructureNode, Tag.CertificateValue) as { value: Uint8Array }).value), c.leaf, 'the leaf certificate');
+      const leafObj = await engine.store.get(leafUid!);
+      t.equal((leafObj!.attributes.find((x) => x.name === 'PKCS#12 Friendly Name')?.value as { value: string }).value, 'from-the-file', "the certificate's friendly name from its bag");
+      const caUid = linkedFrom(leafObj!.attributes, LT.PKCS_12CertificateLink);
+      const caObj = await engine.store.get(caUid!);
+      t.equal(caObj?.objectType, OT.Certificate, 'the root, linked from the leaf');
+
+      // And back out as a PKCS#12: the same key and chain.
+      const back = await get(engine, keyUid, version, [T.enum(Tag.KeyFormatType, KFT.PKCS_12)]);
+      t.equal(back.status, OK, back.message ?? '');
+      const again = readPkcs12(pfxOf(keyBlock(back.payload, Tag.PrivateKey))!, PASSWORD);
+      t.same(pkcs8(again.key), pkcs8(c.key));
+      t.same(again.certificates.map((x) => x.der), [c.leaf, c.ca]);
+      t.equal(again.friendlyName, 'alias', "the key's own friendly name (the request's)");
+    });
+  }
+
+  await t.test('the password must be Active; a wrong password is a Cryptographic Failure; nothing is kept', async (t) => {
+    const total = async () => (await engine.store.count()).reduce((n, r) => n + r.n, 0);
+    const before = await total();
+    for (const [version, expected] of [['1.4', 'PermissionDenied'], ['2.1', 'WrongKeyLifecycleState']] as const) {
+      const pw = await register(engine, version, OT.SecretData, secretData(PASSWORD), [mask(M.DeriveKey)]);
+      const r = await registerResult(engine, version, pkcs12Key(pfx, version === '1.4'), [mask(M.Sign), link(LT.PKCS_12PasswordLink, pw)]);
+      t.equal(r.reason, reason(expected), `${version}: Pre-Active password (TC-PKCS12-2)`);
+    }
+    const wrong = await register(engine, '2.1', OT.SecretData, secretData(Buffer.from('wrong')), [mask(M.DeriveKey), activation(nowS() - 60n)]);
+    const r = await registerResult(engine, '2.1', pkcs12Key(pfx, false), [mask(M.Sign), link(LT.PKCS_12PasswordLink, wrong)]);
+    t.equal(r.status, FAILED);
+    t.equal(r.reason, reason('CryptographicFailure'));
+    const none = await registerResult(engine, '2.1', pkcs12Key(pfx, false), [mask(M.Sign)]);
+    t.equal(none.reason, reason('MissingData'), 'no PKCS#12 Password Link');
+    t.equal(await total(), before + 3, 'only the three password objects were added');
+  });
+
+  await t.test('a PKCS#12 made by openssl with 3DES and a SHA-1 MAC', async (t) => {
+    if (!need(t, opensslCli())) return;
+    const dir = mkdtempSync(join(tmpdir(), 'kmipd-p12-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'key.pem'), c.key.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(join(dir, 'certs.pem'), new X509Certificate(c.leaf).toString());
+    const o = spawnSync('openssl', [
+      'pkcs12', '-export', '-inkey', join(dir, 'key.pem'), '-in', join(dir, 'certs.pem'),
+      '-keypbe', 'PBE-SHA1-3DES', '-certpbe', 'PBE-SHA1-3DES', '-macalg', 'sha1', '-passout', `pass:${PASSWORD.toString()}`, '-out', join(dir, 'x.p12'),
+    ]);
+    t.equal(o.status, 0, o.stderr.toString());
+    const pw = await register(engine, '1.4', OT.SecretData, secretData(PASSWORD), [mask(M.DeriveKey), activation(nowS() - 60n)]);
+    const r = await registerResult(engine, '1.4', pkcs12Key(readFileSync(join(dir, 'x.p12')), true), [mask(M.Sign), link(LT.PKCS_12PasswordLink, pw)]);
+    t.equal(r.status, OK, r.message ?? '');
+  });
+});
