@@ -79,6 +79,17 @@ const AES_CBC: Record<string, string> = {
 };
 
 const ITERATIONS = 2048;
+/**
+ * The most iterations a file may ask of a key derivation (MAC, content, key bag): each runs on
+ * the request path, and a file asking for more would hold it for seconds. Tools write 2048
+ * (OpenSSL, Windows), 10000 (Java) up to a few hundred thousand.
+ */
+export const MAX_ITERATIONS = 1_000_000;
+
+function checkIterations(n: number, what: string): number {
+  if (n < 1 || n > MAX_ITERATIONS) throw new Pkcs12Error('unsupported', `the PKCS#12 ${what} asks for ${n} iterations (kmipd accepts 1 to ${MAX_ITERATIONS})`);
+  return n;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The RFC 7292 Appendix B key derivation (for the MAC key and the PKCS#12 PBE schemes)
@@ -278,7 +289,7 @@ function decryptContent(algorithm: Asn1, encrypted: Buffer, password: Uint8Array
   if (alg === OID.pbeSha1TripleDes) {
     const [saltN, iterN] = children(params, 'PBE parameters');
     const salt = octetsOf(saltN, 'PBE salt');
-    const iterations = intOf(iterN, 'PBE iterations');
+    const iterations = checkIterations(intOf(iterN, 'PBE iterations'), 'content encryption');
     const bmp = bmpPassword(password);
     key = pkcs12Kdf('sha1', 20, 64, 1, bmp, salt, iterations, 24);
     iv = pkcs12Kdf('sha1', 20, 64, 2, bmp, salt, iterations, 8);
@@ -290,7 +301,7 @@ function decryptContent(algorithm: Asn1, encrypted: Buffer, password: Uint8Array
     if (oidOf(kdfOid, 'PBES2 key derivation') !== OID.pbkdf2) throw new Pkcs12Error('unsupported', 'the PKCS#12 uses a PBES2 key derivation other than PBKDF2');
     const p = children(kdfParams, 'PBKDF2 parameters');
     const salt = octetsOf(p[0], 'PBKDF2 salt');
-    const iterations = intOf(p[1], 'PBKDF2 iterations');
+    const iterations = checkIterations(intOf(p[1], 'PBKDF2 iterations'), 'content encryption');
     let prf = 'sha1';
     for (const extra of p.slice(2)) {
       if (extra.type === AT.SEQUENCE) {
@@ -304,7 +315,6 @@ function decryptContent(algorithm: Asn1, encrypted: Buffer, password: Uint8Array
     if (!c) throw new Pkcs12Error('unsupported', 'the PKCS#12 certificates are encrypted with a cipher other than AES-CBC or 3DES');
     cipher = c;
     iv = octetsOf(ivN, 'PBES2 IV');
-    if (iterations > 10_000_000) throw new Pkcs12Error('unsupported', 'the PKCS#12 asks for an unreasonable PBKDF2 iteration count');
     key = pbkdf2Sync(Buffer.from(password), salt, iterations, Number(c.slice(4, 7)) / 8, prf);
   } else if ([OID.pbeSha1Rc2_40, OID.pbeSha1Rc2_128, OID.pbeSha1Rc4_40, OID.pbeSha1Rc4_128].includes(alg as never)) {
     throw new Pkcs12Error(
@@ -324,6 +334,18 @@ function decryptContent(algorithm: Asn1, encrypted: Buffer, password: Uint8Array
   }
 }
 
+/** The iteration count of an EncryptedPrivateKeyInfo's algorithm (PBES2/PBKDF2 or a PKCS#12 PBE scheme). */
+function keyBagIterations(epki: Asn1): number {
+  const [algorithm] = children(epki, 'EncryptedPrivateKeyInfo');
+  const [algOid, params] = children(algorithm, 'key encryption algorithm');
+  if (oidOf(algOid, 'key encryption algorithm') === OID.pbes2) {
+    const [kdf] = children(params, 'PBES2 parameters');
+    const [, kdfParams] = children(kdf, 'PBES2 key derivation');
+    return intOf(children(kdfParams, 'PBKDF2 parameters')[1], 'PBKDF2 iterations');
+  }
+  return intOf(children(params, 'PBE parameters')[1], 'PBE iterations');
+}
+
 function checkMac(pfx: Asn1[], authSafe: Buffer, password: Uint8Array): void {
   const macData = pfx[2];
   if (!macData) throw new Pkcs12Error('format', 'the PKCS#12 has no MAC (kmipd reads password-integrity PKCS#12 only)');
@@ -333,8 +355,7 @@ function checkMac(pfx: Asn1[], authSafe: Buffer, password: Uint8Array): void {
   const hash = HASHES[hashOid];
   if (!hash) throw new Pkcs12Error('unsupported', `the PKCS#12 MAC uses a digest kmipd does not know (${hashOid})`);
   const salt = octetsOf(saltN, 'MAC salt');
-  const iterations = iterN ? intOf(iterN, 'MAC iterations') : 1;
-  if (iterations > 10_000_000) throw new Pkcs12Error('unsupported', 'the PKCS#12 asks for an unreasonable MAC iteration count');
+  const iterations = checkIterations(iterN ? intOf(iterN, 'MAC iterations') : 1, 'MAC');
   const expected = octetsOf(macN, 'MAC');
   const bmp = bmpPassword(password);
   const macKey = pkcs12Kdf(hash.node, hash.u, hash.v, 3, bmp, salt, iterations, hash.u);
@@ -383,6 +404,7 @@ export function readPkcs12(bytes: Uint8Array, password: Uint8Array): Pkcs12Conte
         const attrs = readBagAttributes(attrsN);
         const value = explicitContent(valueN, 'SafeBag');
         if (id === OID.shroudedKeyBag || id === OID.keyBag) {
+          if (id === OID.shroudedKeyBag) checkIterations(keyBagIterations(value), 'key encryption');
           let key: KeyObject;
           try {
             key =

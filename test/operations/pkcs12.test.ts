@@ -14,7 +14,7 @@ import t from 'tap';
 import type { KmipAttribute } from '../../src/codec/attributes.js';
 import { linkNode } from '../../src/operations/lifecycle.js';
 import { createCA, issueClientCert } from '../../src/pki/index.js';
-import { buildPkcs12, Pkcs12Error, readPkcs12 } from '../../src/pki/pkcs12.js';
+import { buildPkcs12, MAX_ITERATIONS, Pkcs12Error, readPkcs12 } from '../../src/pki/pkcs12.js';
 import { Enums, Masks, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type StructureNode } from '../../src/ttlv/index.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
@@ -96,6 +96,13 @@ t.test('a PKCS#12 made the old way by openssl (3DES key and certificates, SHA-1 
   t.same(back.certificates.map((x) => x.der), [c.leaf, c.ca], 'the certificates (3DES encrypted data)');
   t.equal(back.friendlyName, 'legacy');
   t.equal(kindOf(() => readPkcs12(p12, Buffer.from('nope'))), 'password');
+  // A file asking for more key-derivation work than kmipd does on the request path.
+  const heavy = spawnSync('openssl', [
+    'pkcs12', '-export', '-inkey', join(dir, 'key.pem'), '-in', join(dir, 'certs.pem'), '-iter', String(MAX_ITERATIONS + 1),
+    '-passout', `pass:${PASSWORD.toString()}`, '-out', join(dir, 'heavy.p12'),
+  ]);
+  t.equal(heavy.status, 0, heavy.stderr.toString());
+  t.equal(kindOf(() => readPkcs12(readFileSync(join(dir, 'heavy.p12')), PASSWORD)), 'unsupported', `more than ${MAX_ITERATIONS} iterations refused`);
 });
 
 // ---------------------------------------------------------------------------------------------
