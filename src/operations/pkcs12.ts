@@ -117,7 +117,7 @@ export async function privateKeyAsPkcs12(ctx: OperationContext, obj: StoredObjec
   let pfx: Buffer;
   try {
     const name = friendlyName(obj.attributes);
-    pfx = buildPkcs12({ key, certificates: chain, password, ...(name !== undefined ? { friendlyName: name } : {}) });
+    pfx = await buildPkcs12({ key, certificates: chain, password, ...(name !== undefined ? { friendlyName: name } : {}) });
   } finally {
     password.fill(0);
   }

@@ -3,9 +3,9 @@
  * password. node-forge only lays out and reads the ASN.1 structure (forge.asn1); every
  * cryptographic step is node:crypto's:
  *
- * - writing: the key is node:crypto's own EncryptedPrivateKeyInfo (KeyObject.export with
- *   cipher aes-256-cbc: PBES2, PBKDF2-HMAC-SHA256, 2048 iterations, OpenSSL's defaults) in a
- *   PKCS#8 Shrouded Key Bag; the certificates go in Cert Bags (not encrypted: certificates are
+ * - writing: the key is encrypted by node:crypto (PBES2: PBKDF2-HMAC-SHA256 with a 16-byte salt
+ *   and 100,000 iterations, run off the event loop by crypto.pbkdf2; AES-256-CBC with a random
+ *   IV) into the EncryptedPrivateKeyInfo of a PKCS#8 Shrouded Key Bag; the certificates go in Cert Bags (not encrypted: certificates are
  *   public, as `openssl pkcs12 -export -certpbe NONE`); the whole is authenticated by an
  *   HMAC-SHA256 MAC (key from the RFC 7292 Appendix B KDF over SHA-256, 2048 iterations, 16
  *   byte salt). OpenSSL 1.1+/3, Java and Windows read this.
@@ -19,7 +19,8 @@
  * The password: the Secret Data bytes, read as UTF-8; the MAC and the PKCS#12 PBE schemes use
  * it as a BMPString (RFC 7292 B.1), PBES2 as the bytes themselves (as OpenSSL does).
  */
-import { X509Certificate, createDecipheriv, createHash, createHmac, createPrivateKey, pbkdf2Sync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { X509Certificate, createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { type Forge, forge } from './forge.js';
 import { fromBinary, toBinary } from './build.js';
 
@@ -78,13 +79,18 @@ const AES_CBC: Record<string, string> = {
   '2.16.840.1.101.3.4.1.42': 'aes-256-cbc',
 };
 
+/** The MAC's iterations (OpenSSL's default; the MAC guards integrity, the key has its own PBES2). */
 const ITERATIONS = 2048;
+/** PBKDF2 iterations for the key's encryption. */
+export const KEY_ITERATIONS = 100_000;
+const pbkdf2Async = promisify(pbkdf2);
 /**
- * The most iterations a file may ask of a key derivation (MAC, content, key bag): each runs on
- * the request path, and a file asking for more would hold it for seconds. Tools write 2048
- * (OpenSSL, Windows), 10000 (Java) up to a few hundred thousand.
+ * The most iterations a file may ask of a key derivation (MAC, content, key bag): reading runs
+ * them synchronously (node:crypto's createPrivateKey has no asynchronous form), so a file asking
+ * for more would stall the server. Tools write 2048 (OpenSSL, Windows) or 10000 (Java); kmipd
+ * itself writes KEY_ITERATIONS.
  */
-export const MAX_ITERATIONS = 1_000_000;
+export const MAX_ITERATIONS = 250_000;
 
 function checkIterations(n: number, what: string): number {
   if (n < 1 || n > MAX_ITERATIONS) throw new Pkcs12Error('unsupported', `the PKCS#12 ${what} asks for ${n} iterations (kmipd accepts 1 to ${MAX_ITERATIONS})`);
@@ -214,8 +220,33 @@ function dataContentInfo(content: Uint8Array): Asn1 {
   return seq([oid(OID.data), explicit0(octets(content))]);
 }
 
+/** The key as an EncryptedPrivateKeyInfo: PBES2, PBKDF2-HMAC-SHA256 (KEY_ITERATIONS), AES-256-CBC (RFC 8018). */
+async function encryptedPrivateKeyInfo(key: KeyObject, password: Uint8Array): Promise<Asn1> {
+  const salt = randomBytes(16);
+  const iv = randomBytes(16);
+  const k = await pbkdf2Async(Buffer.from(password), salt, KEY_ITERATIONS, 32, 'sha256');
+  const plain = key.export({ type: 'pkcs8', format: 'der' });
+  let encrypted: Buffer;
+  try {
+    const c = createCipheriv('aes-256-cbc', k, iv);
+    encrypted = Buffer.concat([c.update(plain), c.final()]);
+  } finally {
+    plain.fill(0);
+    k.fill(0);
+  }
+  const nul = asn1.create(U, AT.NULL, false, '');
+  const algorithm = seq([
+    oid(OID.pbes2),
+    seq([
+      seq([oid(OID.pbkdf2), seq([octets(salt), int(KEY_ITERATIONS), seq([oid('1.2.840.113549.2.9'), nul])])]),
+      seq([oid('2.16.840.1.101.3.4.1.42'), octets(iv)]),
+    ]),
+  ]);
+  return seq([algorithm, octets(encrypted)]);
+}
+
 /** A PKCS#12 PFX holding the key (encrypted) and its certificates, MAC'd under the password. */
-export function buildPkcs12(input: Pkcs12Input): Buffer {
+export async function buildPkcs12(input: Pkcs12Input): Promise<Buffer> {
   const { key, certificates, password, friendlyName } = input;
   if (key.type !== 'private') throw new Error('a PKCS#12 holds a private key');
   const localKeyId = certificates[0] ? createHash('sha1').update(certificates[0]).digest() : undefined;
@@ -227,8 +258,7 @@ export function buildPkcs12(input: Pkcs12Input): Buffer {
       ...(i === 0 ? bagAttributes(localKeyId, friendlyName) : []),
     ]),
   );
-  const shrouded = key.export({ type: 'pkcs8', format: 'der', cipher: 'aes-256-cbc', passphrase: Buffer.from(password) });
-  const keyBag = seq([oid(OID.shroudedKeyBag), explicit0(parse(shrouded, 'the encrypted key')), ...bagAttributes(localKeyId, friendlyName)]);
+  const keyBag = seq([oid(OID.shroudedKeyBag), explicit0(await encryptedPrivateKeyInfo(key, password)), ...bagAttributes(localKeyId, friendlyName)]);
 
   const safes: Asn1[] = [];
   if (certBags.length > 0) safes.push(dataContentInfo(der(seq(certBags))));

@@ -14,7 +14,7 @@ import t from 'tap';
 import type { KmipAttribute } from '../../src/codec/attributes.js';
 import { linkNode } from '../../src/operations/lifecycle.js';
 import { createCA, issueClientCert } from '../../src/pki/index.js';
-import { buildPkcs12, MAX_ITERATIONS, Pkcs12Error, readPkcs12 } from '../../src/pki/pkcs12.js';
+import { buildPkcs12, KEY_ITERATIONS, MAX_ITERATIONS, Pkcs12Error, readPkcs12 } from '../../src/pki/pkcs12.js';
 import { Enums, Masks, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type StructureNode } from '../../src/ttlv/index.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
@@ -57,7 +57,7 @@ function kindOf(f: () => unknown): string | undefined {
 
 t.test('the container: OpenSSL reads what kmipd writes, kmipd reads it back, a wrong password is refused', async (t) => {
   const c = await makeChain();
-  const pfx = buildPkcs12({ key: c.key, certificates: [c.leaf, c.ca], password: PASSWORD, friendlyName: 'my key ✓' });
+  const pfx = await buildPkcs12({ key: c.key, certificates: [c.leaf, c.ca], password: PASSWORD, friendlyName: 'my key ✓' });
   // OpenSSL (through node:tls) checks the MAC, decrypts the key and pairs it with the certificate.
   t.doesNotThrow(() => createSecureContext({ pfx, passphrase: PASSWORD.toString() }), 'OpenSSL opens it');
   t.throws(() => createSecureContext({ pfx, passphrase: 'wrong' }), 'OpenSSL refuses another password');
@@ -70,11 +70,13 @@ t.test('the container: OpenSSL reads what kmipd writes, kmipd reads it back, a w
   damaged[damaged.length - 40]! ^= 1;
   t.ok(kindOf(() => readPkcs12(damaged, PASSWORD)) !== undefined, 'a damaged file is refused');
   t.equal(kindOf(() => readPkcs12(Buffer.from('not a pkcs12'), PASSWORD)), 'format');
-  // The key bag is PBES2 / AES-256-CBC, the MAC HMAC-SHA256 (what `openssl pkcs12 -info` shows).
+  // The key bag is PBES2: PBKDF2-HMAC-SHA256, KEY_ITERATIONS, AES-256-CBC; the MAC HMAC-SHA256.
   const hex = pfx.toString('hex');
   t.ok(hex.includes('06096086480165030401' + '2a'), 'AES-256-CBC');
+  t.ok(hex.includes('06082a864886f70d0209'), 'hmacWithSHA256 (the PBKDF2 PRF)');
+  t.ok(hex.includes('0203' + KEY_ITERATIONS.toString(16).padStart(6, '0')), `${KEY_ITERATIONS} PBKDF2 iterations`);
   t.ok(hex.includes('0609608648016503040201'), 'SHA-256 (the MAC)');
-  const keyOnly = buildPkcs12({ key: c.key, certificates: [], password: PASSWORD });
+  const keyOnly = await buildPkcs12({ key: c.key, certificates: [], password: PASSWORD });
   t.same(pkcs8(readPkcs12(keyOnly, PASSWORD).key), pkcs8(c.key), 'a key without certificates');
 });
 
@@ -223,7 +225,7 @@ t.test('Register in Key Format Type PKCS#12', async (t) => {
   const engine = await startEngine();
   t.teardown(() => engine.close());
   const c = await makeChain();
-  const pfx = buildPkcs12({ key: c.key, certificates: [c.leaf, c.ca], password: PASSWORD, friendlyName: 'from-the-file' });
+  const pfx = await buildPkcs12({ key: c.key, certificates: [c.leaf, c.ca], password: PASSWORD, friendlyName: 'from-the-file' });
 
   for (const [version, asBytes] of [['1.4', true], ['2.1', false]] as const) {
     await t.test(`KMIP ${version}: the key (as PKCS#8) and its certificates, linked`, async (t) => {
