@@ -175,8 +175,9 @@ const CORRELATION_TAGS = new Set<number>([
 const OPTIONAL_HEADER_TAGS = new Set<number>([Tag.ServerCorrelationValue, Tag.ClientCorrelationValue]);
 /** Cryptographic outputs. */
 const OUTPUT_TAGS = new Set<number>([Tag.Data, Tag.IVCounterNonce, Tag.SignatureData, Tag.MACData, Tag.AuthenticatedEncryptionTag]);
-/** Attributes a certificate determines (issuer and serial number differ for a certificate the server signs). */
+/** Attributes a certificate determines (issuer, serial number and length differ for a certificate the server signs). */
 const CERTIFICATE_FIELDS = new Set<number>([
+  Tag.CertificateLength,
   Tag.CertificateIdentifier,
   Tag.CertificateIssuer,
   Tag.X_509CertificateIdentifier,

@@ -22,6 +22,9 @@
  *   Found).
  * - Sensitive (1.4 §3.48) objects are never returned in plaintext (Sensitive), only wrapped; objects whose
  *   Extractable (1.4 §3.50) is false are not returned at all (Not Extractable).
+ * - Key Format Type PKCS#12 (1.4+, Private Keys): the key with the certificates its PKCS#12
+ *   Certificate Links name, in a PKCS#12 protected by the Secret Data its PKCS#12 Password Link
+ *   names (pkcs12.ts), as the Key Value Byte String.
  * - Fresh (1.4 §3.34) turns false once the object has been served (a change of attributes, so
  *   Last Change Date moves too).
  */
@@ -35,7 +38,8 @@ import { boolOf, isDestroyed, loadObject, saveQuietly, withServerAttribute } fro
 import { readKeyBlock } from './register.js';
 import { asymmetricInFormat } from './key-formats.js';
 import { certificateInFormat } from './certificates.js';
-import { isWrapped, readWrappingSpec, unwrapObject, wrapObject } from './key-wrapping.js';
+import { privateKeyAsPkcs12 } from './pkcs12.js';
+import { isWrapped, readWrappingSpec, unwrapObject, wrapObject, wrappedInKeyMaterial } from './key-wrapping.js';
 
 const KFT = Enums.KeyFormatType;
 const OT = Enums.ObjectType;
@@ -99,13 +103,20 @@ export const getHandler: OperationHandler = {
     if (decoded.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
     let stored: StructureNode = decoded;
     const wrappedAsRegistered = isWrapped(stored);
+    const registeredInKeyMaterial = wrappedInKeyMaterial(stored);
     // Unwrap what was registered wrapped when the client wants another form of it.
     if (wrappedAsRegistered && (wrapType === Enums.KeyWrapType.NotWrapped || wrapping)) stored = await unwrapObject(ctx, stored);
     if (boolOf(obj.attributes, 'Sensitive') === true && !isWrapped(stored) && !wrapping) {
       throw new KmipError('Sensitive', 'the object is sensitive and kmipd does not return it in plaintext');
     }
-    let out = inFormat(obj.objectType, stored, format, compression);
-    if (wrapping) out = await wrapObject(ctx, out, obj.attributes, wrapping);
+    let out: StructureNode;
+    if (format === KFT.PKCS_12) {
+      // A password-protected container of the key and its chain (pkcs12.ts); not wrapped further.
+      if (wrapping) throw new KmipError('FeatureNotSupported', 'a PKCS#12 is protected by its password; it is not wrapped under another key');
+      if (compression !== undefined) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type does not apply to PKCS#12');
+      out = await privateKeyAsPkcs12(ctx, obj, stored);
+    } else out = inFormat(obj.objectType, stored, format, compression);
+    if (wrapping) out = await wrapObject(ctx, out, obj.attributes, wrapping, registeredInKeyMaterial);
 
     const fresh = obj.attributes.find((a) => a.name === 'Fresh');
     if (fresh?.value.type === 'Boolean' && fresh.value.value) {

@@ -16,9 +16,10 @@
  * Key Value structure, Key Material plus the attributes named by Attribute Name; No Encoding
  * wraps the Key Material's bytes alone (a Byte String Key Material only, and no attributes:
  * Encoding Option Error otherwise). The wrapped bytes travel as the Key Value Byte String (the
- * Key Block's "Byte String for a wrapped Key Value"), as the 1.1/1.2 (TC-141) and 2.0 (TC-WRAP)
- * test cases show; to a 1.4 client with No Encoding, as the Key Material of a Key Value
- * structure, which is what the KMIP 1.4 test cases (TC-WRAP-1/3-14) send and expect.
+ * Key Block's "Byte String for a wrapped Key Value"), as the 1.1/1.2 (TC-141), 1.4
+ * (TC-SENSITIVE-1) and 2.0 (TC-WRAP) test cases show. One exception: an object the client
+ * registered wrapped with its wrapped bytes in the Key Material of a Key Value structure (the
+ * KMIP 1.4 TC-WRAP-1/3-14 form) is re-wrapped with No Encoding in that same form.
  *
  * The wrapping key must be usable to wrap now: not destroyed (Object Destroyed), Active (Wrong
  * Key Lifecycle State), its Cryptographic Usage Mask with Wrap Key (Incompatible Cryptographic
@@ -259,16 +260,30 @@ export function isWrapped(object: StructureNode): boolean {
   return block?.type === 'Structure' && block.value.some((c) => c.tag === Tag.KeyWrappingData);
 }
 
-/** Whether the wrapped bytes go in a Key Value structure's Key Material (see the top of the file). */
-function wrappedInKeyMaterial(v: KmipVersion, noEncoding: boolean): boolean {
-  return noEncoding && v === '1.4';
+/**
+ * Whether a registered-wrapped object keeps its wrapped bytes in the Key Material of a Key Value
+ * structure (the form TC-WRAP-1/3-14 register) rather than as the Key Value Byte String.
+ */
+export function wrappedInKeyMaterial(object: StructureNode): boolean {
+  const block = object.value.find((c) => c.tag === Tag.KeyBlock);
+  if (block?.type !== 'Structure' || !block.value.some((c) => c.tag === Tag.KeyWrappingData)) return false;
+  return block.value.some((c) => c.tag === Tag.KeyValue && c.type === 'Structure');
 }
 
 /**
  * `object` (a plaintext key object: Symmetric Key, Private Key, Public Key, Secret Data, Split
  * Key) wrapped as `spec` asks. `attrs` are the object's attributes, for Attribute Name.
+ * `inKeyMaterial`: with No Encoding, the wrapped bytes go in a Key Value structure's Key
+ * Material (the form the object was registered wrapped in, see wrappedInKeyMaterial) instead of
+ * the Key Value Byte String.
  */
-export async function wrapObject(ctx: OperationContext, object: StructureNode, attrs: StoredObject['attributes'], spec: WrappingSpec): Promise<StructureNode> {
+export async function wrapObject(
+  ctx: OperationContext,
+  object: StructureNode,
+  attrs: StoredObject['attributes'],
+  spec: WrappingSpec,
+  inKeyMaterial = false,
+): Promise<StructureNode> {
   const blockIdx = object.value.findIndex((c) => c.tag === Tag.KeyBlock);
   const block = object.value[blockIdx];
   if (blockIdx < 0 || block?.type !== 'Structure') throw new KmipError('InvalidField', `a ${name('ObjectType', object.tag)} has no Key Block to wrap`);
@@ -307,7 +322,7 @@ export async function wrapObject(ctx: OperationContext, object: StructureNode, a
   }
   const wrappingData: TtlvNode[] = [T.enum(Tag.WrappingMethod, Enums.WrappingMethod.Encrypt), spec.encryptionKeyInformation];
   if (spec.encodingOption !== undefined) wrappingData.push(T.enum(Tag.EncodingOption, spec.encodingOption));
-  const keyValue = wrappedInKeyMaterial(ctx.version, noEncoding)
+  const keyValue = inKeyMaterial && noEncoding
     ? T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, wrapped)])
     : T.bytes(Tag.KeyValue, wrapped);
   const out: TtlvNode[] = [];

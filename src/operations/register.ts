@@ -21,6 +21,7 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
 import { REGISTRABLE } from './register-objects.js';
+import { registerPkcs12 } from './pkcs12.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -238,6 +239,10 @@ export const registerHandler: OperationHandler = {
     if (more?.dropEchoed) client = more.dropEchoed(client, obj);
     checkInitialAttributes(client, 'register', objectType, ctx.version);
     checkNoDuplicateNames(client);
+    if (objectType === OT.PrivateKey && blockFormat && optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') === KFT.PKCS_12) {
+      // A PKCS#12: the key and its certificates, opened with the linked password (pkcs12.ts).
+      return [T.text(Tag.UniqueIdentifier, await registerPkcs12(ctx, obj, client))];
+    }
 
     const parsed = more
       ? more.parse(obj, client)

@@ -214,6 +214,16 @@ t.test('key material and digest of server-generated objects may differ; of regis
   t.end();
 });
 
+t.test('the Certificate Length of a certificate the server generated may differ; of a registered one not', (t) => {
+  const e = response([item('GetAttributes', uid('c1') + attr('Certificate Length', 'Integer', '635'))]);
+  const a = response([item('GetAttributes', uid('c1') + attr('Certificate Length', 'Integer', '871'))]);
+  const gen = cmp(e, a, { generated: new Set(['c1']) });
+  t.ok(gen.ok, 'Certify made it (TC-134)');
+  t.match(gen.variations.join('\n'), /field of a certificate the server generated/);
+  t.notOk(cmp(e, a).ok, 'a registered certificate has its own length');
+  t.end();
+});
+
 t.test('trackObjects: Create and Create Key Pair results are generated, Register results not', (t) => {
   const prov: Provenance = { generated: new Set(), algorithms: new Map(), paddings: new Map() };
   const req = request([

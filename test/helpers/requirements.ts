@@ -73,3 +73,9 @@ export function newestTs(dir: string): number {
   }
   return newest;
 }
+
+/** The openssl command line tool (to make files the way other tools do, e.g. a legacy PKCS#12). */
+export function opensslCli(): Requirement {
+  const ok = existsSync('/usr/bin/openssl');
+  return { ok, why: 'the openssl command: apt-get install openssl' };
+}

@@ -105,7 +105,7 @@ t.test('Get with a Key Wrapping Specification', async (t) => {
       t.equal(g.status, OK, g.message ?? '');
       const block = keyBlock(g.payload);
       t.same(wrappedValue(block), EXPECTED, 'the RFC 3394 wrapping of the key');
-      t.equal(child(block, Tag.KeyValue)?.type, version === '1.4' ? 'Structure' : 'ByteString', 'the Key Value form of the version');
+      t.equal(child(block, Tag.KeyValue)?.type, 'ByteString', 'the wrapped Key Value is a Byte String (TC-141, TC-SENSITIVE-1-14, TC-WRAP-20)');
       const kwd = struct(block, Tag.KeyWrappingData);
       t.equal(enumValue(kwd, Tag.WrappingMethod), Enums.WrappingMethod.Encrypt);
       t.equal(text(struct(kwd, Tag.EncryptionKeyInformation), Tag.UniqueIdentifier), kek, 'the wrapping key named');
@@ -259,6 +259,21 @@ t.test('Register of a wrapped key, and Get in Not Wrapped form', async (t) => {
     const kek2Bytes = keyBytes((await get(engine, kek2, '1.4')).payload)!;
     t.same(aesKeyUnwrap(kek2Bytes, wrappedValue(keyBlock(g.payload))!, false), DEK);
     t.equal(text(struct(struct(keyBlock(g.payload), Tag.KeyWrappingData), Tag.EncryptionKeyInformation), Tag.UniqueIdentifier), kek2);
+  });
+
+  await t.test('re-wrapped in the form it was registered in (Key Material of a Key Value structure, TC-WRAP-3-14)', async (t) => {
+    const asMaterial = wrappedKey(kek);
+    const block = asMaterial.value[0] as StructureNode;
+    block.value[1] = T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, WRAPPED)]);
+    const uid = await register(engine, '1.4', OT.SymmetricKey, asMaterial, [mask(M.Encrypt | M.Decrypt)]);
+    const g = await get(engine, uid, '1.4', [spec(kek2, params(MODE.NISTKeyWrap), Enums.EncodingOption.NoEncoding)]);
+    t.equal(g.status, OK, g.message ?? '');
+    const kv = child(keyBlock(g.payload), Tag.KeyValue);
+    t.equal(kv?.type, 'Structure', 'the Key Value structure, as registered');
+    const kek2Bytes = keyBytes((await get(engine, kek2, '1.4')).payload)!;
+    t.same(aesKeyUnwrap(kek2Bytes, wrappedValue(keyBlock(g.payload))!, false), DEK, 'the key, re-wrapped under the other KEK');
+    const g2 = await get(engine, dek, '1.4', [spec(kek2, params(MODE.NISTKeyWrap), Enums.EncodingOption.NoEncoding)]);
+    t.equal(child(keyBlock(g2.payload), Tag.KeyValue)?.type, 'ByteString', 'registered as a Key Value Byte String: re-wrapped as one');
   });
 
   await t.test('a wrapped key whose KEK the server does not hold', async (t) => {
