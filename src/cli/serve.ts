@@ -119,6 +119,7 @@ export function register(program: Command): void {
           limits: { ...settings.limits },
           storePoolSize: settings.store.poolSize,
           leaseTimeSeconds: settings.leaseTimeSeconds,
+          upstreams: settings.upstreams,
           observer: ops.observer,
           migrate: settings.migrate,
           heartbeatMs: settings.heartbeatSeconds * 1000,

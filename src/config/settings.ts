@@ -13,7 +13,8 @@
  *     "admin": { "host": "127.0.0.1", "port": 5697, "clients": ["kmipd-admin"] },
  *     "usage": { "flushSeconds": 60 },
  *     "store": { "poolSize": 10 },
- *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600
+ *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600,
+ *     "upstreams": ["upstream-kms"]
  *   }
  *
  * Every setting has an environment variable and (except the secret file) a `kmipd serve` flag.
@@ -63,6 +64,8 @@ export interface ServerSettings {
   heartbeatSeconds: number;
   /** The Lease Time attribute of cryptographic objects, in seconds; 0: none (src/operations/server-attributes.ts). */
   leaseTimeSeconds: number;
+  /** CNs of the client certificates trusted as upstream key servers: the only identities that may send Put and Notify (src/operations/upstream.ts). */
+  upstreams: string[];
 }
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -280,6 +283,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: 'the Lease Time attribute kmipd gives cryptographic objects, in seconds (0: none)',
   },
   {
+    path: 'upstreams',
+    env: 'KMIPD_UPSTREAMS',
+    flag: '--upstream',
+    key: 'upstream',
+    default: [],
+    parse: names,
+    help: 'CNs of client certificates trusted as upstream key servers, which may push objects (Put) and attribute changes (Notify)',
+  },
+  {
     path: 'bundlePassphraseFile',
     env: 'KMIPD_BUNDLE_PASSPHRASE_FILE',
     default: undefined,
@@ -399,6 +411,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
       migrate: v('migrate'),
       heartbeatSeconds: v('heartbeatSeconds'),
       leaseTimeSeconds: v('leaseTimeSeconds'),
+      upstreams: v('upstreams'),
     },
     sources,
   };

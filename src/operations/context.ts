@@ -39,6 +39,8 @@ export interface ServerInfo {
   protectionStorageMasks?: readonly number[];
   /** The Lease Time attribute of cryptographic objects, in seconds (0: none); default 3600 (operations/server-attributes.ts). */
   leaseTimeSeconds?: number;
+  /** Identities trusted as upstream key servers: the only ones that may send Put and Notify (operations/upstream.ts). */
+  upstreams?: readonly string[];
 }
 
 /** Everything a handler may use for one batch item. */

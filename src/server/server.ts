@@ -269,6 +269,8 @@ export interface ServeOptions extends OpenOptions {
   limits?: Partial<ListenerLimits>;
   /** The Lease Time of cryptographic objects (seconds, 0: none); default DEFAULT_LEASE_TIME_SECONDS. */
   leaseTimeSeconds?: number;
+  /** Identities trusted as upstream key servers, the only ones that may send Put and Notify (none by default). */
+  upstreams?: readonly string[];
   /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
   observer?: ServerObserver;
   /** How often the node heartbeat is written (src/server/heartbeat.ts; default 10 s). */
@@ -303,7 +305,7 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, info: { port?: number; leaseTimeSeconds?: number } = {}): Executor {
+export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, info: { port?: number; leaseTimeSeconds?: number; upstreams?: readonly string[] } = {}): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
@@ -313,6 +315,7 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
       ...SERVER_INFO,
       ...(info.port !== undefined && info.port > 0 ? { port: info.port } : {}),
       ...(info.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: info.leaseTimeSeconds } : {}),
+      ...(info.upstreams !== undefined ? { upstreams: [...info.upstreams] } : {}),
     },
     handlers: allHandlers,
     log,
@@ -333,6 +336,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, {
     port: opts.port,
     ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
+    ...(opts.upstreams !== undefined ? { upstreams: opts.upstreams } : {}),
   });
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;
