@@ -33,6 +33,8 @@ import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
 import { interopHandler } from './interop.js';
 import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
+import { notifyHandler } from './notify.js';
+import { putHandler } from './put.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -75,4 +77,7 @@ export const allHandlers: readonly OperationHandler[] = [
   interopHandler,
   createSplitKeyHandler,
   joinSplitKeyHandler,
+  // Server-to-client operations, accepted from trusted upstream key servers only (upstream.ts).
+  notifyHandler,
+  putHandler,
 ];

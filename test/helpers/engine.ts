@@ -76,7 +76,7 @@ export function batchItems(response: StructureNode): StructureNode[] {
   return response.value.filter((c): c is StructureNode => c.tag === Tag.BatchItem && c.type === 'Structure');
 }
 
-export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number } = {}): Promise<Engine> {
+export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number; upstreams?: string[] } = {}): Promise<Engine> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
   const log = silentLogger();
   const state = await openServerState(dataDir, { log });
@@ -85,7 +85,10 @@ export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?:
     writeFileSync(join(dataDir, 'password'), opts.auth.password, { mode: 0o600 });
     state.manifest.auth = { username: opts.auth.username, passwordFile: 'password' };
   }
-  const executor = buildExecutor(state, log, 1024 * 1024, policy, undefined, opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {});
+  const info: Parameters<typeof buildExecutor>[5] = {};
+  if (opts.leaseTimeSeconds !== undefined) info.leaseTimeSeconds = opts.leaseTimeSeconds;
+  if (opts.upstreams !== undefined) info.upstreams = opts.upstreams;
+  const executor = buildExecutor(state, log, 1024 * 1024, policy, undefined, info);
   const run = async (bytes: Buffer, identity: string): Promise<StructureNode> => {
     const r = await executor.execute(bytes, { name: identity }, log);
     const tree = decodeTtlv(r.response);
