@@ -28,7 +28,7 @@ import type { StoredObject } from '../keystore/types.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import type { OperationContext, OperationHandler } from './context.js';
-import { enumOf, initialAttributes, linkNode, linkType, renumber, touched, withAttribute, withInstance, withoutAttribute } from './lifecycle.js';
+import { enumOf, initialAttributes, isDestroyed, linkNode, linkType, renumber, touched, withAttribute, withInstance, withoutAttribute } from './lifecycle.js';
 import { parseManagedObject, registrableTypeOfTag, type ParsedObject } from './register.js';
 import { storedTree, wipeTree } from './stored-tree.js';
 import { applyPushedChanges, checkPushedAttributes, checkPushedState, checkPushedUid, readPushedAttributes, requireUpstream, sameDigest } from './upstream.js';
@@ -159,11 +159,14 @@ export const putHandler: OperationHandler = {
     if (existing !== undefined) {
       const what = `an object with Unique Identifier '${uid}' exists already`;
       if (existing === 'hidden' || existing.objectType !== objectType) throw new KmipError('ObjectAlreadyExists', what);
+      if (isDestroyed(existing.state)) throw new KmipError('ObjectAlreadyExists', `${what} and has been destroyed here`);
       if (!(await sameMaterial(ctx, existing, parsed.object))) {
         throw new KmipError('ObjectAlreadyExists', `${what} with other key material; kmipd never changes an object's key material`);
       }
       // A re-delivery: the upstream's attributes as sent (the Digest was checked with the material).
       const sent = client.filter((a) => a.name !== 'Digest');
+      const sentState = enumOf(sent, 'State');
+      if (sentState !== undefined) checkPushedState(sentState);
       digests(client.filter((a) => a.name === 'Digest'), parsed.digest);
       await ctx.objects.save(existing, applyPushedChanges(ctx, existing, sent, [], true));
       ctx.log.info({ uid }, 'Put: an object pushed again; attributes updated');

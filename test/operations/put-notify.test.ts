@@ -191,6 +191,9 @@ t.test('Put and Notify', async (t) => {
     }
     const g = await get(engine, uid, '1.4', [], UPSTREAM);
     t.same(keyBytes(g.payload), key, 'the key is unchanged');
+    const refused = await put(engine, '1.4', uid, key, { attrs: [...upstreamAttrs(uid, key).filter((x) => x.name !== 'State'), stateA(ST.Destroyed)] });
+    t.equal(refused.reason, reason('InvalidField'), 'a re-delivery cannot destroy it either (Notify does)');
+    t.ok((await stored(engine, uid)).material, 'still has its material');
     const mine = await createKey(engine, '1.4', undefined, 'mallory');
     const hijack = await put(engine, '1.4', mine, randomBytes(32));
     t.equal(hijack.reason, reason('ObjectAlreadyExists'), "another owner's identifier cannot be taken");
