@@ -12,6 +12,8 @@ import t from 'tap';
 import { attributesForVersion, type KmipAttribute } from '../../src/codec/attributes.js';
 import { Enums, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
+import { KmipError } from '../../src/codec/errors.js';
+import { ObjectService } from '../../src/operations/objects.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
 import { ALG, FAILED, KFT, OK, OP, ST, a, alg, attrValue, attrValues, createKey, get, keyBytes, len, mask, nowS, reason, scalar, stored, uidNode } from './_keys.js';
 
@@ -337,6 +339,34 @@ t.test('Put and Notify', async (t) => {
     const theirs = await createKey(engine, '1.4', undefined, 'mallory');
     t.equal((await notify(engine, '1.4', theirs, [lastChange(nowS())])).reason, reason('ItemNotFound'), "another owner's object is not found");
     t.equal((await stored(engine, uid)).revision, before.revision, 'the object is unchanged');
+  });
+
+  t.test('other object types: Secret Data pushed, Get returns it', async (t) => {
+    const uid = randomUUID();
+    const secret = randomBytes(24);
+    const obj = T.struct(Tag.SecretData, [
+      T.enum(Tag.SecretDataType, Enums.SecretDataType.Password),
+      T.struct(Tag.KeyBlock, [T.enum(Tag.KeyFormatType, KFT.Opaque), T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, secret)])]),
+    ]);
+    const r = await engine.call(OP.Put, putPayload('2.1', uid, PF.New, obj, [a('Object Type', T.enum(Tag.ObjectType, Enums.ObjectType.SecretData)), lastChange(nowS() - 60n)]), { version: '2.1', identity: UPSTREAM });
+    t.equal(r.status, OK, r.message ?? '');
+    const o = await stored(engine, uid);
+    t.equal(o.objectType, Enums.ObjectType.SecretData);
+    const g = await get(engine, uid, '2.1', [], CONSUMER);
+    t.same(keyBytes(g.payload, Tag.SecretData), secret);
+  });
+
+  t.test('a refused insert of an existing identifier is not journalled: Undo keeps the object that was there', async (t) => {
+    const uid = randomUUID();
+    t.equal((await put(engine, '1.4', uid, randomBytes(16))).status, OK);
+    const objects = new ObjectService(engine.store, engine.state.sealer, { name: UPSTREAM }, { groups: [], admins: [], adminsMayReadKeyMaterial: false });
+    const err = await objects.create({ uid, objectType: Enums.ObjectType.OpaqueObject, state: ST.PreActive, attributes: [] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(err instanceof KmipError && err.reason === 'ObjectAlreadyExists', 'Object Already Exists');
+    await objects.undo();
+    t.ok(await engine.store.get(uid), 'still there after the Undo');
   });
 
   t.test('Query lists Notify and Put', async (t) => {
