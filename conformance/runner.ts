@@ -8,7 +8,7 @@ import { join, relative, sep } from 'node:path';
 import { readXmlDocument, XmlCodecError } from '../src/codec/xml.js';
 import { replay, type ReplayResult } from './replay.js';
 import { classify, matchesFilter, matchesProfile, prerequisitesOf, type TestCaseInfo } from './sets.js';
-import { outOfScopeByContent, outOfScopeByPath, skipReason, supersededBy } from './skip.js';
+import { outOfScopeByPath, skipReason, supersededBy } from './skip.js';
 import { InProcessTarget, type Target } from './target.js';
 
 export type Outcome = 'passed' | 'failed' | 'skipped' | 'out-of-scope';
@@ -130,13 +130,6 @@ export async function runConformance(o: RunOptions): Promise<RunSummary> {
         if (!(e instanceof XmlCodecError)) throw e;
         rec.outcome = 'out-of-scope';
         rec.reason = `defective transcript: unreadable XML (${e.message})`;
-        return;
-      }
-      const notes = [...doc.preamble, ...doc.messages.flatMap((m) => m.notes)];
-      const oos = outOfScopeByContent(notes);
-      if (oos) {
-        rec.outcome = 'out-of-scope';
-        rec.reason = oos;
         return;
       }
       const lines: string[] = [];

@@ -7,7 +7,8 @@
  *   every copy, and no test case sees the objects another one left behind (a failed test case
  *   does not clean up). The template's policy puts the runner's client identities in one group:
  *   the dual-client test cases (`# [Client-A]`, `# [Client-B]`, …) share their objects, as the
- *   OASIS transcripts expect.
+ *   OASIS transcripts expect. Client A is also a trusted upstream (the `upstreams` setting), so
+ *   that the transcripts' Put and Notify are accepted as from a feeding key server.
  * - External (`--host/--port --ca --cert --key`): one server for all test cases, one identity
  *   (or a second one for Client-B and later with `--cert-b/--key-b`); no isolation.
  */
@@ -146,7 +147,10 @@ export class InProcessTarget implements Target {
   async open(): Promise<Session> {
     const dir = mkdtempSync(join(this.root, 'case-'));
     cpSync(this.template, dir, { recursive: true });
-    const server: RunningServer = await startServer({ dataDir: dir, host: '127.0.0.1', port: 0, log: silentLogger() });
+    // The transcripts' Put and Notify come from client A, playing the upstream key server that
+    // feeds kmipd: trusted as a deployment trusts its feeding server, by naming its certificate
+    // CN in the upstreams setting (src/operations/upstream.ts). Other clients are not upstreams.
+    const server: RunningServer = await startServer({ dataDir: dir, host: '127.0.0.1', port: 0, log: silentLogger(), upstreams: [identity('A')] });
     const watch = crashWatch.watch();
     return {
       host: '127.0.0.1',

@@ -1,6 +1,7 @@
 /**
  * Reload without restart (SIGHUP, `systemctl reload kmipd`): the server certificate and key, the
- * trust store, the log level, and the log file (reopened, for logrotate).
+ * trust store, the log level, the trusted upstream key servers (`upstreams`: who may send Put and
+ * Notify), and the log file (reopened, for logrotate).
  *
  * All or nothing: everything new is read and checked first (the certificate pair belongs
  * together, was issued by the kmipd CA and is within its validity; the trust store parses; the
@@ -42,6 +43,8 @@ export interface ReloadResult {
   serverCertificate: boolean;
   trust: boolean;
   logLevel?: { from: string; to: LogLevel };
+  /** The trusted upstreams, when the reload changed them. */
+  upstreams?: { from: string[]; to: string[] };
   logReopened: boolean;
 }
 
@@ -52,8 +55,13 @@ export function reloadServer(t: ReloadTarget): ReloadResult {
   const log = t.log;
   // ---- 1. read and check everything ----
   let level: LogLevel | undefined;
+  let upstreams: string[] | undefined;
   try {
-    if (t.settings) level = t.settings().logLevel;
+    if (t.settings) {
+      const s = t.settings();
+      level = s.logLevel;
+      upstreams = s.upstreams;
+    }
   } catch (e) {
     return fail(result, log, `the configuration is not valid: ${(e as Error).message}`);
   }
@@ -77,6 +85,11 @@ export function reloadServer(t: ReloadTarget): ReloadResult {
     result.logLevel = { from: log.level, to: level };
     log.level = level;
   }
+  const executor = t.server.executor;
+  if (upstreams !== undefined && upstreams.join('\n') !== executor.upstreams.join('\n')) {
+    result.upstreams = { from: [...executor.upstreams], to: upstreams };
+    executor.upstreams = upstreams;
+  }
   if (t.logDestination) {
     try {
       t.logDestination.reopen();
@@ -96,6 +109,7 @@ export function reloadServer(t: ReloadTarget): ReloadResult {
       serverCertificate: result.serverCertificate ? 'reloaded' : 'unchanged',
       trust: result.trust ? 'reloaded' : 'unchanged',
       logLevel: result.logLevel ? `${result.logLevel.from} -> ${result.logLevel.to}` : 'unchanged',
+      upstreams: result.upstreams ? result.upstreams.to : 'unchanged',
       logFile: result.logReopened ? 'reopened' : 'standard output',
     },
     'reloaded',

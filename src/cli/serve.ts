@@ -120,6 +120,7 @@ export function register(program: Command): void {
           storePoolSize: settings.store.poolSize,
           leaseTimeSeconds: settings.leaseTimeSeconds,
           ticketLifetimeSeconds: settings.ticketLifetimeSeconds,
+          upstreams: settings.upstreams,
           observer: ops.observer,
           migrate: settings.migrate,
           heartbeatMs: settings.heartbeatSeconds * 1000,

@@ -117,4 +117,6 @@ export const REASON_1X_FALLBACK: Partial<Record<ResultReasonName, ResultReasonNa
   NonUniqueNameAttribute: 'InvalidField',
   InvalidCSR: 'InvalidField',
   BadPassword: 'AuthenticationNotSuccessful',
+  // 1.4's reason; 1.0-1.3 have no closer one (Put of an identifier that exists).
+  ObjectAlreadyExists: 'IllegalOperation',
 };

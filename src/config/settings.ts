@@ -14,7 +14,8 @@
  *     "usage": { "flushSeconds": 60 },
  *     "store": { "poolSize": 10 },
  *     "bundlePassphraseFile": "/etc/kmipd/bundle.passphrase", "leaseTimeSeconds": 3600,
- *     "ticketLifetimeSeconds": 3600
+ *     "ticketLifetimeSeconds": 3600,
+ *     "upstreams": ["upstream-kms"]
  *   }
  *
  * Every setting has an environment variable and (except the secret file) a `kmipd serve` flag.
@@ -67,6 +68,8 @@ export interface ServerSettings {
   leaseTimeSeconds: number;
   /** The longest life of a KMIP 2.x Login / Delegated Login ticket, in seconds (src/operations/tickets.ts). */
   ticketLifetimeSeconds: number;
+  /** CNs of the client certificates trusted as upstream key servers: the only identities that may send Put and Notify (src/operations/upstream.ts). */
+  upstreams: string[];
 }
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -293,6 +296,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: 'the longest life of a KMIP 2.x Login or Delegated Login ticket, in seconds (a client\'s Lease Time asks for less)',
   },
   {
+    path: 'upstreams',
+    env: 'KMIPD_UPSTREAMS',
+    flag: '--upstream',
+    key: 'upstream',
+    default: [],
+    parse: names,
+    help: 'CNs of client certificates trusted as upstream key servers, which may push objects (Put) and attribute changes (Notify)',
+  },
+  {
     path: 'bundlePassphraseFile',
     env: 'KMIPD_BUNDLE_PASSPHRASE_FILE',
     default: undefined,
@@ -413,6 +425,7 @@ export function resolveSettings(input: ResolveInput): Resolved {
       heartbeatSeconds: v('heartbeatSeconds'),
       leaseTimeSeconds: v('leaseTimeSeconds'),
       ticketLifetimeSeconds: v('ticketLifetimeSeconds'),
+      upstreams: v('upstreams'),
     },
     sources,
   };

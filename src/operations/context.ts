@@ -46,6 +46,8 @@ export interface ServerInfo {
   protectionStorageMasks?: readonly number[];
   /** The Lease Time attribute of cryptographic objects, in seconds (0: none); default 3600 (operations/server-attributes.ts). */
   leaseTimeSeconds?: number;
+  /** Identities trusted as upstream key servers: the only ones that may send Put and Notify (operations/upstream.ts). */
+  upstreams?: readonly string[];
 }
 
 /** Login tickets as one request sees them (src/operations/tickets.ts). */

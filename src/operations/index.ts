@@ -35,6 +35,8 @@ import { interopHandler } from './interop.js';
 import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
 import { delegatedLoginHandler, loginHandler, logoutHandler } from './login.js';
 import { logHandler } from './log.js';
+import { notifyHandler } from './notify.js';
+import { putHandler } from './put.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -81,4 +83,7 @@ export const allHandlers: readonly OperationHandler[] = [
   logoutHandler,
   delegatedLoginHandler,
   logHandler,
+  // Server-to-client operations, accepted from trusted upstream key servers only (upstream.ts).
+  notifyHandler,
+  putHandler,
 ];

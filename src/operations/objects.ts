@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { KmipError } from '../codec/errors.js';
 import type { KmipAttribute } from '../codec/attributes.js';
 import type { KeyStore, LocateQuery, StoredObject, WrappedMaterial } from '../keystore/types.js';
-import { ConcurrentModificationError } from '../keystore/types.js';
+import { ConcurrentModificationError, DuplicateObjectError } from '../keystore/types.js';
 import { encodeAttributes } from '../keystore/attributes.js';
 import type { AccessPolicy, ClientIdentity } from './context.js';
 
@@ -111,9 +111,27 @@ export class ObjectService {
       createdAt: now,
       updatedAt: now,
     };
+    try {
+      await this.store.insert(obj);
+    } catch (e) {
+      // Only with a uid the request chose (Put): ours are random UUIDs.
+      if (e instanceof DuplicateObjectError) throw new KmipError('ObjectAlreadyExists', `an object with Unique Identifier '${uid}' exists already`);
+      throw e;
+    }
+    // Journalled once inserted: an Undo must never remove an object that was there before.
     if (!this.journal.has(uid)) this.journal.set(uid, null);
-    await this.store.insert(obj);
     return obj;
+  }
+
+  /**
+   * Whether `uid` exists and whether this client may use it for `access`, for requests that
+   * name identifiers of their own (Put): the object, 'hidden' when it exists but this client may
+   * not see it, undefined when there is none.
+   */
+  async probe(uid: string, access: Access): Promise<StoredObject | 'hidden' | undefined> {
+    const obj = await this.store.get(uid);
+    if (!obj) return undefined;
+    return this.allowed(obj, access) ? obj : 'hidden';
   }
 
   /** Writes `next` over `prev` (from find); optimistic: a concurrent change fails the item. */

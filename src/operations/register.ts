@@ -189,6 +189,29 @@ function parseOpaqueObject(obj: StructureNode): ParsedObject {
   return { object: stored, implicit: [], digest: digestNode(value, undefined) };
 }
 
+/** The Object Type whose object travels in structure `tag`, among those Register accepts (Template aside). */
+export function registrableTypeOfTag(tag: number): number | undefined {
+  for (const [t, g] of Object.entries(OBJECT_TAG)) if (g === tag) return Number(t);
+  for (const [t, r] of Object.entries(REGISTRABLE)) if (r.tag === tag) return Number(t);
+  return undefined;
+}
+
+/**
+ * An object of `objectType` (not a Template) checked and put in the form kmipd keeps, as
+ * Register does; `client` are the attributes that came with it, echoes of the object dropped
+ * (Object Type, a matching Key Format Type or Certificate Type). Also used by Put (put.ts).
+ */
+export function parseManagedObject(objectType: number, obj: StructureNode, attrs: KmipAttribute[]): { parsed: ParsedObject; client: KmipAttribute[] } {
+  const more = REGISTRABLE[objectType];
+  const blockFormat = objectType === OT.OpaqueObject ? undefined : opt(obj, Tag.KeyBlock, 'Structure');
+  let client = dropEchoedAttributes(attrs, objectType, blockFormat ? optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') : undefined);
+  if (more?.dropEchoed) client = more.dropEchoed(client, obj);
+  const parsed = more
+    ? more.parse(obj, client)
+    : objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
+  return { parsed, client };
+}
+
 /** Register of a Template (1.x; see templates.ts). */
 async function registerTemplate(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
   const obj = opt(payload, Tag.Template, 'Structure');

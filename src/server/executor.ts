@@ -109,6 +109,15 @@ export class Executor {
     return [...this.handlers.values()];
   }
 
+  /** The identities trusted as upstream key servers (Put, Notify): replaced on reload (src/admin/reload.ts). */
+  get upstreams(): readonly string[] {
+    return this.serverInfo.upstreams ?? [];
+  }
+
+  set upstreams(names: readonly string[]) {
+    this.serverInfo.upstreams = [...names];
+  }
+
   /**
    * Decodes one framed request and returns the encoded response. Never throws for bad input.
    * With an audit sink, returns only after the request's records are durable; when they cannot

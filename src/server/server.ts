@@ -272,6 +272,8 @@ export interface ServeOptions extends OpenOptions {
   leaseTimeSeconds?: number;
   /** The longest life of a Login / Delegated Login ticket, seconds; default DEFAULT_TICKET_LIFETIME_SECONDS. */
   ticketLifetimeSeconds?: number;
+  /** Identities trusted as upstream key servers, the only ones that may send Put and Notify (none by default). */
+  upstreams?: readonly string[];
   /** Metrics and usage tracking (src/admin): told about requests and handshakes. */
   observer?: ServerObserver;
   /** How often the node heartbeat is written (src/server/heartbeat.ts; default 10 s). */
@@ -312,7 +314,7 @@ export function buildExecutor(
   maxMessageSize: number,
   policy?: AccessPolicy,
   observer?: ServerObserver,
-  info: { port?: number; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date } = {},
+  info: { port?: number; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date; upstreams?: readonly string[] } = {},
 ): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
@@ -323,6 +325,7 @@ export function buildExecutor(
       ...SERVER_INFO,
       ...(info.port !== undefined && info.port > 0 ? { port: info.port } : {}),
       ...(info.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: info.leaseTimeSeconds } : {}),
+      ...(info.upstreams !== undefined ? { upstreams: [...info.upstreams] } : {}),
     },
     handlers: allHandlers,
     log,
@@ -347,6 +350,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     port: opts.port,
     ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
     ...(opts.ticketLifetimeSeconds !== undefined ? { ticketLifetimeSeconds: opts.ticketLifetimeSeconds } : {}),
+    ...(opts.upstreams !== undefined ? { upstreams: opts.upstreams } : {}),
   });
   let trust: TrustRuntime;
   let trustSync: TrustSync | undefined;

@@ -17,6 +17,9 @@ import { pkiPaths } from '../../src/pki/store.js';
 import { trustPaths } from '../../src/pki/trust.js';
 import { KmipTestClient } from '../helpers/client.js';
 import { createAesKey } from '../helpers/kmip-requests.js';
+import { batchItems, itemResult, requestMessage } from '../helpers/engine.js';
+import { Enums, Tag } from '../../src/spec/index.js';
+import { T } from '../../src/ttlv/index.js';
 import { spawnKmipd } from '../helpers/process.js';
 import { startOpsServer, type OpsServer } from './_ops.js';
 
@@ -138,6 +141,27 @@ t.test('the log file is reopened (after logrotate moved it away)', async (t) => 
   const now = readFileSync(file, 'utf8');
   t.match(now, /after rotation/);
   t.notMatch(now, /before rotation/);
+});
+
+t.test('upstreams are reloaded: a newly named identity may Notify, an identity taken out no longer may', async (t) => {
+  const c = await KmipTestClient.connect(srv.port, await srv.creds('kms-a'));
+  t.teardown(() => c.close());
+  const uid = await createAesKey(c);
+  const notify = async (): Promise<number | undefined> => {
+    const resp = await c.send(
+      requestMessage([{ operation: Enums.Operation.Notify, payload: [T.text(Tag.UniqueIdentifier, uid), T.struct(Tag.Attribute, [T.text(Tag.AttributeName, 'x-note'), T.text(Tag.AttributeValue, 'n')])] }], { version: '1.4' }),
+    );
+    return itemResult(batchItems(resp)[0]!).reason;
+  };
+  t.equal(await notify(), Enums.ResultReason.PermissionDenied, 'not an upstream at first');
+  setServerSection(srv.dataDir, { upstreams: ['kms-a'] });
+  const r = srv.ops.reload();
+  t.same(r.upstreams, { from: [], to: ['kms-a'] });
+  t.equal(await notify(), undefined, 'an upstream after the reload, on the open connection too');
+  setServerSection(srv.dataDir, {});
+  t.same(srv.ops.reload().upstreams, { from: ['kms-a'], to: [] });
+  t.equal(await notify(), Enums.ResultReason.PermissionDenied, 'and no longer after the next one');
+  t.equal(srv.ops.reload().upstreams, undefined, 'unchanged: not reported');
 });
 
 t.test('SIGHUP to a kmipd serve process reloads it (one real process)', async (t) => {

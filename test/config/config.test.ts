@@ -80,6 +80,18 @@ t.test('precedence: flag > environment > file > default, per setting', async (t)
   t.same(resolveSettings({ env: { KMIPD_ADMIN_CLIENTS: 'ops-a, ops-b' } }).settings.admin.clients, ['ops-a', 'ops-b']);
 });
 
+t.test('upstreams: no identity may send Put / Notify unless named (file, KMIPD_UPSTREAMS, --upstream)', async (t) => {
+  t.same(resolveSettings({}).settings.upstreams, [], 'none by default');
+  t.same(resolveSettings({ file: { upstreams: ['kms-a'] } }).settings.upstreams, ['kms-a']);
+  t.same(resolveSettings({ file: { upstreams: ['kms-a'] }, env: { KMIPD_UPSTREAMS: 'kms-b, kms-c' } }).settings.upstreams, ['kms-b', 'kms-c']);
+  t.same(resolveSettings({ env: { KMIPD_UPSTREAMS: 'kms-b' }, flags: { upstream: ['kms-d'] } }).settings.upstreams, ['kms-d']);
+  const p = problems(() => resolveSettings({ file: { upstreams: 'kms-a' } }));
+  t.ok(p.some((x) => /^kmipd\.json: server\.upstreams: must be a list of certificate common names \(a JSON array of strings\)/.test(x)), p.join('; '));
+  const cmd = addSettingFlags(new Command()).exitOverride();
+  cmd.parse(['--upstream', 'kms-a', '--upstream', 'kms-b'], { from: 'user' });
+  t.same(typedFlags(cmd), { upstream: ['kms-a', 'kms-b'] });
+});
+
 t.test('errors name the key path, the variable or the flag; every problem is reported', async (t) => {
   const p = problems(() =>
     resolveSettings({

@@ -77,7 +77,7 @@ export function batchItems(response: StructureNode): StructureNode[] {
 }
 
 export async function startEngine(
-  opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date } = {},
+  opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date; upstreams?: string[] } = {},
 ): Promise<Engine> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
   const log = silentLogger();
@@ -91,6 +91,7 @@ export async function startEngine(
     ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
     ...(opts.ticketLifetimeSeconds !== undefined ? { ticketLifetimeSeconds: opts.ticketLifetimeSeconds } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.upstreams !== undefined ? { upstreams: opts.upstreams } : {}),
   });
   const run = async (bytes: Buffer, identity: string): Promise<StructureNode> => {
     const r = await executor.execute(bytes, { name: identity }, log);
