@@ -10,7 +10,7 @@ function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];
 }
 
-/** Adds --log-file, --admin-host, --admin-port, --admin-client, --usage-flush-seconds, --store-pool-size, --max-connections-per-address, --upstream to `cmd`. */
+/** Adds --log-file, --admin-host, --admin-port, --admin-client, --usage-flush-seconds, --store-pool-size, --max-connections-per-address, --upstream, --lease-time-seconds, --ticket-lifetime-seconds to `cmd`. */
 export function addSettingFlags(cmd: Command): Command {
   return cmd
     .option('--log-file <file>', 'log to this file instead of standard output (reopened on SIGHUP, for logrotate)')
@@ -20,7 +20,9 @@ export function addSettingFlags(cmd: Command): Command {
     .option('--usage-flush-seconds <n>', 'how often last-use times of keys are written to the keystore (default 60; 0: off)')
     .option('--store-pool-size <n>', 'connections to a PostgreSQL keystore kept open at most (default 10)')
     .option('--max-connections-per-address <n>', 'connections open at once from one client address; more are closed before TLS (default 256)')
-    .option('--upstream <cn>', 'CN of a client certificate trusted as an upstream key server, which may send Put and Notify (repeatable; default none)', collect);
+    .option('--upstream <cn>', 'CN of a client certificate trusted as an upstream key server, which may send Put and Notify (repeatable; default none)', collect)
+    .option('--lease-time-seconds <n>', 'the Lease Time attribute kmipd gives cryptographic objects, in seconds (default 3600; 0: none)')
+    .option('--ticket-lifetime-seconds <n>', 'the longest life of a KMIP 2.x Login or Delegated Login ticket, in seconds (default 3600)');
 }
 
 /** The setting flags typed on the command line, by commander attribute (defaults left out). */

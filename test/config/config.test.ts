@@ -276,3 +276,13 @@ t.test('every command takes secrets from *_FILE variables, and refuses an unread
   t.notMatch(other.err, /PIN/);
   t.equal(process.env.KMIPD_PKCS11_PIN, '4321', 'other commands see the PIN where they read it');
 });
+
+t.test('every setting that names a flag is an option of the real `kmipd serve`', async (t) => {
+  const { registerCommands } = await import('../../src/cli/commands.js');
+  const program = new Command('kmipd');
+  registerCommands(program);
+  const serve = program.commands.find((c) => c.name() === 'serve');
+  t.ok(serve, 'kmipd serve exists');
+  const flags = new Set(serve?.options.map((o) => o.long));
+  for (const s of SETTINGS) if (s.flag) t.ok(flags.has(s.flag), `${s.path}: ${s.flag}`);
+});
