@@ -21,6 +21,7 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
 import { REGISTRABLE } from './register-objects.js';
+import { checkNewObject } from './constraints.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -188,6 +189,24 @@ function parseOpaqueObject(obj: StructureNode): ParsedObject {
   return { object: stored, implicit: [], digest: digestNode(value, undefined) };
 }
 
+/** The tag a registrable object of `objectType` travels in; Feature Not Supported for any other type. */
+export function registrableTag(objectType: number): number {
+  const tag = OBJECT_TAG[objectType] ?? REGISTRABLE[objectType]?.tag;
+  if (tag !== undefined) return tag;
+  const what = enumValueName('ObjectType', objectType);
+  if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
+  throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Private Key, Public Key, Certificate, Secret Data and Opaque Object only)`);
+}
+
+/** Checks a client-made object (`obj`, in its tag) and returns the form kmipd stores (Register and Import). */
+export function parseRegistrable(objectType: number, obj: StructureNode, client: readonly KmipAttribute[]): ParsedObject {
+  const more = REGISTRABLE[objectType];
+  if (more) return more.parse(obj, client);
+  if (objectType === OT.SymmetricKey) return parseSymmetricKey(obj, client);
+  if (objectType === OT.SecretData) return parseSecretData(obj);
+  return parseOpaqueObject(obj);
+}
+
 /** Register of a Template (1.x; see templates.ts). */
 async function registerTemplate(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
   const obj = opt(payload, Tag.Template, 'Structure');
@@ -220,12 +239,7 @@ export const registerHandler: OperationHandler = {
     payload = await expandTemplateReferences(ctx, payload);
     if (objectType === OT.Template && !isV2(ctx.version)) return registerTemplate(ctx, payload);
     const more = REGISTRABLE[objectType];
-    const tag = OBJECT_TAG[objectType] ?? more?.tag;
-    if (tag === undefined) {
-      const what = enumValueName('ObjectType', objectType);
-      if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
-      throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Private Key, Public Key, Certificate, Secret Data and Opaque Object only)`);
-    }
+    const tag = registrableTag(objectType);
     const obj = opt(payload, tag, 'Structure');
     if (!obj) throw new KmipError('MissingData', `Register of a ${enumValueName('ObjectType', objectType)} needs the object itself`);
     checkProtectionStorageMasks(payload);
@@ -239,13 +253,12 @@ export const registerHandler: OperationHandler = {
     checkInitialAttributes(client, 'register', objectType, ctx.version);
     checkNoDuplicateNames(client);
 
-    const parsed = more
-      ? more.parse(obj, client)
-      : objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
+    const parsed = parseRegistrable(objectType, obj, client);
     const uid = ctx.objects.newUid();
     const init: Parameters<typeof initialAttributes>[0] = { uid, objectType, now: ctx.now(), client, implicit: parsed.implicit };
     if (parsed.digest) init.digest = parsed.digest;
     const { attributes, state } = initialAttributes(init);
+    await checkNewObject(ctx, objectType, attributes);
     const material = encodeTtlv(parsed.object);
     try {
       await ctx.objects.create({ uid, objectType, state, attributes, material });
