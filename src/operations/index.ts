@@ -33,6 +33,11 @@ import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
 import { interopHandler } from './interop.js';
 import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
+import { exportHandler } from './export.js';
+import { importHandler } from './import.js';
+import { adjustAttributeHandler } from './adjust-attribute.js';
+import { setEndpointRoleHandler } from './set-endpoint-role.js';
+import { getConstraintsHandler, setConstraintsHandler } from './constraints.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -75,4 +80,10 @@ export const allHandlers: readonly OperationHandler[] = [
   interopHandler,
   createSplitKeyHandler,
   joinSplitKeyHandler,
+  exportHandler,
+  importHandler,
+  adjustAttributeHandler,
+  setEndpointRoleHandler,
+  setConstraintsHandler,
+  getConstraintsHandler,
 ];
