@@ -319,3 +319,27 @@ t.test('a key registered in another format also gets the default-format Digest (
   r = await register(KFT.PKCS_1, pkcs1);
   t.same(await digests(text(r.payload, Tag.UniqueIdentifier)!), [{ format: KFT.PKCS_1, value: sha(pkcs1) }], 'registered in the default format: one Digest');
 });
+
+t.test('KMIP 1.4: Export answers Attribute structures; Import reads them', async (t) => {
+  const engine = await startEngine();
+  t.teardown(() => engine.close());
+  const uid = await createKey(engine, '1.4', [alg(ALG.AES), len(256), mask(12), nameA('one-four')]);
+  const key = keyBytes((await get(engine, uid, '1.4')).payload)!;
+  const ex = await engine.call(OP.Export, [uidNode(uid)], { version: '1.4' });
+  t.equal(ex.status, OK, ex.message ?? '');
+  const attrs = ex.payload!.value.filter((c) => c.tag === Tag.Attribute);
+  t.ok(attrs.length > 5, 'Attribute structures');
+  t.notOk(struct(ex.payload, Tag.Attributes), 'no 2.x Attributes structure');
+  const fresh = randomUUID();
+  const payload: TtlvNode[] = [
+    uidNode(fresh),
+    T.enum(Tag.ObjectType, OT.SymmetricKey),
+    ...attrs.filter((c) => (c as StructureNode).value.find((x) => x.tag === Tag.AttributeName)?.value !== 'Unique Identifier'),
+    struct(ex.payload, Tag.SymmetricKey)!,
+  ];
+  const r = await engine.call(OP.Import, payload, { version: '1.4', identity: 'bob' });
+  t.equal(r.status, OK, r.message ?? '');
+  t.same(keyBytes((await get(engine, fresh, '1.4', [], 'bob')).payload), key, 'the same key under the new identifier');
+  t.same(attrValue(await stored(engine, fresh), 'Name'), attrValue(await stored(engine, uid), 'Name'), 'its Name came along');
+  t.equal((await engine.call(OP.Export, [uidNode(uid)], { version: '1.3' })).reason, reason('OperationNotSupported'), 'not before 1.4');
+});
