@@ -232,6 +232,10 @@ t.test('Set / Get Constraints: stored per identity, applied to new objects', asy
   t.equal((await create([alg(ALG.AES), len(128), mask(12), group('Group1')])).reason, reason('ConstraintViolation'), 'AES-128 in Group1: refused');
   t.equal((await registerSecret(engine, [])).status, OK, 'Secret Data: no constraint applies');
   t.equal((await create([alg(ALG.AES), len(256), mask(12)], 'bob')).status, OK, 'bob is not bound by alice\'s constraints');
+  const inGroup = text((await create([alg(ALG.AES), len(256), mask(12), group('Group1')])).payload, Tag.UniqueIdentifier)!;
+  t.equal((await engine.call(OP.ReKey, [uidNode(inGroup)], { version: V })).status, OK, 'Re-key of an allowed key: allowed');
+  await engine.call(OP.DeleteAttribute, [uidNode(inGroup), T.struct(Tag.CurrentAttribute, [T.text(Tag.ObjectGroup, 'Group1')])], { version: V });
+  t.equal((await engine.call(OP.ReKey, [uidNode(inGroup)], { version: V })).reason, reason('ConstraintViolation'), 'Re-key is a new object too: checked');
 
   r = await engine.call(OP.SetConstraints, [], { version: V });
   t.equal(r.status, OK);
