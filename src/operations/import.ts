@@ -37,7 +37,7 @@ import { checkNewObject } from './constraints.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { unwrapObject } from './key-wrapping.js';
 import { checkNoDuplicateNames, initialAttributes, isDestroyed, renumber, stateName } from './lifecycle.js';
-import { parseRegistrable, registrableTag, withMoreDigests } from './register.js';
+import { parseRegistrable, registrableTag } from './register.js';
 
 /** Longest Unique Identifier a client may choose (kmipd's own are 36-character UUIDs). */
 export const MAX_IMPORTED_UID_LENGTH = 256;
@@ -108,7 +108,6 @@ export const importHandler: OperationHandler = {
     const init: Parameters<typeof initialAttributes>[0] = { uid, objectType, now: ctx.now(), client: kept, implicit: parsed.implicit };
     if (parsed.digest) init.digest = parsed.digest;
     const base = initialAttributes(init);
-    base.attributes = withMoreDigests(base.attributes, parsed);
     const suppliedNames = new Set(kept.map((a) => a.name));
     const attributes = renumber([...base.attributes.filter((a) => !suppliedNames.has(a.name) && a.name !== 'State'), ...kept]);
     const state = suppliedState ?? base.state;

@@ -17,7 +17,7 @@ import { readKeyBlock } from './register.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { T, type StructureNode } from '../ttlv/index.js';
 import { dropEchoedCertificateType, parseCertificateObject } from './certificates.js';
-import { algorithmsFor, defaultFormat, digestInput, exportKey, importKey, isEncryptedPkcs8, keyFacts, readAsymmetricBlock } from './key-formats.js';
+import { algorithmsFor, digestInput, importKey, isEncryptedPkcs8, keyFacts, readAsymmetricBlock } from './key-formats.js';
 import { digestNode, enumOf, intOf } from './lifecycle.js';
 import { parseSplitKeyObject } from './split-key.js';
 
@@ -28,8 +28,6 @@ export interface RegisteredObject {
   object: StructureNode;
   implicit: KmipAttribute[];
   digest?: StructureNode;
-  /** Further Digests: of a key registered in another format, the one in kmipd's default format. */
-  moreDigests?: StructureNode[];
 }
 
 export interface RegistrableType {
@@ -79,24 +77,11 @@ function parseKey(objectType: number, obj: StructureNode, client: readonly KmipA
   const kept = blockNode.value.filter((c) => c.tag === Tag.KeyFormatType || c.tag === Tag.KeyCompressionType);
   kept.push(T.struct(Tag.KeyValue, [block.material]));
   kept.push(T.enum(Tag.CryptographicAlgorithm, algorithm), T.int(Tag.CryptographicLength, facts.length));
-  const out: RegisteredObject = {
+  return {
     object: T.struct(wrapperTag, [T.struct(Tag.KeyBlock, kept)]),
     implicit: [algAttr(algorithm), lenAttr(facts.length)],
     digest: digestNode(digestInput(block.material), block.format),
   };
-  // 1.4 §3.17 / 2.x "Digest": a digest "computed with the SHA-256 hashing algorithm and the
-  // default Key Format Type for this object type and algorithm" is mandatory; a key registered
-  // in another format gets that one too (the OASIS test case TC-IMPEXP-4-20: a Transparent RSA
-  // Private Key carries its Transparent digest and its PKCS#1 one).
-  const def = defaultFormat(facts.kind, isPrivate);
-  if (block.format !== def) {
-    const m = exportKey(key, isPrivate, def);
-    const bytes = digestInput(m);
-    out.moreDigests = [digestNode(bytes, def)];
-    bytes.fill(0);
-    if (m.type === 'ByteString') m.value.fill(0);
-  }
-  return out;
 }
 
 /**

@@ -19,7 +19,7 @@ import { isV2 } from '../codec/attributes.js';
 import { expandTemplateReferences, parseTemplate } from './templates.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from './create.js';
-import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf, renumber } from './lifecycle.js';
+import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
 import { REGISTRABLE } from './register-objects.js';
 import { checkNewObject } from './constraints.js';
 
@@ -40,14 +40,6 @@ export interface ParsedObject {
   /** Attributes implied by the object: Cryptographic Algorithm / Length from a key block. */
   implicit: KmipAttribute[];
   digest?: StructureNode;
-  /** Further Digests (register-objects.ts: the default-format one of a key registered in another format). */
-  moreDigests?: StructureNode[];
-}
-
-/** The Digests of `parsed` beyond its first, appended to a new object's attributes. */
-export function withMoreDigests(attributes: KmipAttribute[], parsed: ParsedObject): KmipAttribute[] {
-  if (!parsed.moreDigests?.length) return attributes;
-  return renumber([...attributes, ...parsed.moreDigests.map((d) => ({ name: 'Digest', index: 0, value: d }))]);
 }
 
 /** A key block's parts, for symmetric keys and secret data. */
@@ -265,9 +257,7 @@ export const registerHandler: OperationHandler = {
     const uid = ctx.objects.newUid();
     const init: Parameters<typeof initialAttributes>[0] = { uid, objectType, now: ctx.now(), client, implicit: parsed.implicit };
     if (parsed.digest) init.digest = parsed.digest;
-    const initial = initialAttributes(init);
-    const state = initial.state;
-    const attributes = withMoreDigests(initial.attributes, parsed);
+    const { attributes, state } = initialAttributes(init);
     await checkNewObject(ctx, objectType, attributes);
     const material = encodeTtlv(parsed.object);
     try {

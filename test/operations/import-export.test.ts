@@ -2,13 +2,13 @@
  * Export and Import (round trip, ownership, Get's rules), Adjust Attribute, Set / Get
  * Constraints, Set Endpoint Role, and the Quantum Safe rule.
  */
-import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import t from 'tap';
 import { attributesFrom2x, type KmipAttribute } from '../../src/codec/attributes.js';
 import { Enums, Tag } from '../../src/spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
-import { ALG, FAILED, KFT, OK, OP, ST, a, activation, alg, attrValue, attrValues, createKey, createPayload, get, keyBytes, len, mask, nameA, nowS, reason, stored, struct, template, text, uidNode } from './_keys.js';
+import { ALG, FAILED, KFT, OK, OP, ST, a, activation, alg, attrValue, createKey, createPayload, get, keyBytes, len, mask, nameA, nowS, reason, stored, struct, template, text, uidNode } from './_keys.js';
 
 const V = '2.1' as const;
 const OT = Enums.ObjectType;
@@ -290,38 +290,6 @@ t.test('Protect Stop Date applies to Secret Data (BL-M-4-21, TC-IMPEXP-3-20)', a
   t.equal(r.status, OK, r.message ?? "");
   const ex = await exportObject(engine, text(r.payload, Tag.UniqueIdentifier)!);
   t.ok(exportedAttributes(ex.payload).some((x) => x.name === 'Protect Stop Date'));
-});
-
-t.test('a key registered in another format also gets the default-format Digest (1.4 §3.17; TC-IMPEXP-4-20)', async (t) => {
-  const engine = await startEngine();
-  t.teardown(() => engine.close());
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
-  const pkcs1 = privateKey.export({ type: 'pkcs1', format: 'der' });
-  const register = (format: number, material: Buffer) =>
-    engine.call(
-      OP.Register,
-      [
-        T.enum(Tag.ObjectType, OT.PrivateKey),
-        ...template(V, [mask(1)]),
-        T.struct(Tag.PrivateKey, [T.struct(Tag.KeyBlock, [T.enum(Tag.KeyFormatType, format), T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, material)])])]),
-      ],
-      { version: V },
-    );
-  const digests = async (uid: string) =>
-    attrValues(await stored(engine, uid), 'Digest').map((d) => {
-      const s = d as StructureNode;
-      return { format: s.value.find((c) => c.tag === Tag.KeyFormatType)?.value, value: Buffer.from(s.value.find((c) => c.tag === Tag.DigestValue)!.value as Uint8Array).toString('hex') };
-    });
-  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-  let r = await register(KFT.PKCS_8, pkcs8);
-  t.equal(r.status, OK, r.message ?? '');
-  t.same(await digests(text(r.payload, Tag.UniqueIdentifier)!), [
-    { format: KFT.PKCS_8, value: sha(pkcs8) },
-    { format: KFT.PKCS_1, value: sha(pkcs1) },
-  ], 'registered format first, then PKCS#1');
-  r = await register(KFT.PKCS_1, pkcs1);
-  t.same(await digests(text(r.payload, Tag.UniqueIdentifier)!), [{ format: KFT.PKCS_1, value: sha(pkcs1) }], 'registered in the default format: one Digest');
 });
 
 t.test('KMIP 1.4: Export answers Attribute structures; Import reads them', async (t) => {
