@@ -79,6 +79,7 @@ export type ResultReasonName =
   | 'UnsupportedCryptographicParameters'
   | 'UnsupportedProtocolVersion'
   | 'WrongKeyLifecycleState'
+  | 'ConstraintViolation'
   | 'GeneralFailure';
 
 /**

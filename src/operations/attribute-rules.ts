@@ -114,7 +114,9 @@ const TABLE: Readonly<Record<string, Row>> = {
   // Also on key pairs: the mandatory profile test case CS-AC-M-8 (1.3-2.1) registers an RSA
   // private and public key with both dates and expects Sign / Verify refused by them.
   'Process Start Date': client('3.25', { modify: 'preActive', del: false, objectTypes: [...SYMMETRIC_LIKE, OT.PrivateKey, OT.PublicKey] }),
-  'Protect Stop Date': client('3.26', { modify: 'preActive', del: false, objectTypes: [...SYMMETRIC_LIKE, OT.PrivateKey, OT.PublicKey] }),
+  // Also on Secret Data: the 2.x test cases register a Secret Data password with a Protect Stop
+  // Date and expect success (mandatory BL-M-4-21, TC-IMPEXP-3-20).
+  'Protect Stop Date': client('3.26', { modify: 'preActive', del: false, objectTypes: [...SYMMETRIC_LIKE, OT.PrivateKey, OT.PublicKey, OT.SecretData] }),
   // Modifiable only in Pre-Active or Active (see checkClientAttribute).
   'Deactivation Date': client('3.27', { modify: true, del: false }),
   'Destroy Date': server('3.28'),

@@ -58,6 +58,7 @@ import { keyFacts, storedKey } from './key-formats.js';
 import { checkNoDuplicateNames, dateOf, digestNode, initialAttributes, intOf, isDestroyed, linkNode, linkType, loadObject, seconds, touched, withInstance, withoutAttribute } from './lifecycle.js';
 import { replacementAttributes } from './rekey-key-pair.js';
 import { storedTree } from './stored-tree.js';
+import { checkNewObject } from './constraints.js';
 
 const OT = Enums.ObjectType;
 const LT = Enums.LinkType;
@@ -357,6 +358,7 @@ async function issueAndStore(
     implicit,
     digest: digestNode(der, Enums.KeyFormatType.Raw),
   });
+  await checkNewObject(ctx, OT.Certificate, attributes);
   await ctx.objects.create({ uid: certUid, objectType: OT.Certificate, state, attributes, material: encodeTtlv(certificateObject(der)) });
   return certUid;
 }

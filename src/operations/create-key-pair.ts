@@ -42,6 +42,7 @@ import { CURVES, curveByRecommended, defaultFormat, digestInput, exportKey, keyF
 import { checkNoDuplicateNames, dateNode, digestNode, enumOf, firstValue, initialAttributes, intOf, linkNode, seconds } from './lifecycle.js';
 import { expandTemplateReferences } from './templates.js';
 import { asStored } from './server-attributes.js';
+import { checkNewObject } from './constraints.js';
 
 export { rngAttribute } from './server-attributes.js';
 
@@ -211,6 +212,12 @@ export async function storePair(ctx: OperationContext, n: NewPair): Promise<void
     [OT.PrivateKey, n.privUid, n.pubUid, LT.PublicKeyLink, n.priv, n.privateKey],
     [OT.PublicKey, n.pubUid, n.privUid, LT.PrivateKeyLink, n.pub, n.publicKey],
   ];
+  // Both halves pass the new-object checks before either is stored.
+  for (const [objectType, uid, other, linkType, client] of halves) {
+    const withLink = [{ name: 'Link', index: 0, value: linkNode(linkType, other) }, ...client];
+    const { attributes } = initialAttributes({ uid, objectType, now: n.now, client: asStored(withLink), implicit: generatedAttributes(client, n.params, n.now) });
+    await checkNewObject(ctx, objectType, attributes);
+  }
   for (const [objectType, uid, other, linkType, client, key] of halves) {
     const isPrivate = objectType === OT.PrivateKey;
     const facts = keyFacts(key);

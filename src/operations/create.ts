@@ -19,6 +19,7 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { checkNoDuplicateNames, dateNode, digestNode, enumOf, firstValue, initialAttributes, intOf, seconds } from './lifecycle.js';
 import { expandTemplateReferences } from './templates.js';
 import { asStored, rngAttribute } from './server-attributes.js';
+import { checkNewObject } from './constraints.js';
 
 const ALG = Enums.CryptographicAlgorithm;
 
@@ -170,6 +171,7 @@ export const createHandler: OperationHandler = {
         implicit: generatedKeyAttributes(client, ctx.now()),
         digest: digestNode(key, Enums.KeyFormatType.Raw),
       });
+      await checkNewObject(ctx, objectType, attributes);
       material = encodeTtlv(symmetricKeyObject(key, Enums.KeyFormatType.Raw, alg, length));
       await ctx.objects.create({ uid, objectType, state, attributes, material });
       ctx.log.info({ uid, algorithm: algorithmName(alg), length }, 'created a symmetric key');

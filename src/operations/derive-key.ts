@@ -49,6 +49,7 @@ import { hashInfo, name, parseCryptoParams, unsupported, type CryptoParams, type
 import { storedKey } from './key-formats.js';
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf, isDestroyed, linkNode, loadObject, renumber, stateName, touched } from './lifecycle.js';
 import { storedTree, wipeTree } from './stored-tree.js';
+import { checkNewObject } from './constraints.js';
 
 const OT = Enums.ObjectType;
 const DM = Enums.DerivationMethod;
@@ -290,6 +291,7 @@ export const deriveKeyHandler: OperationHandler = {
       const links: KmipAttribute[] = bases.map((b) => ({ name: 'Link', index: 0, value: linkNode(LT.DerivationBaseObjectLink, b.uid) }));
       const format = objectType === OT.SymmetricKey ? KFT.Raw : KFT.Opaque;
       const { attributes, state } = initialAttributes({ uid, objectType, now, client: [...client, ...links], digest: digestNode(key, format) });
+      await checkNewObject(ctx, objectType, attributes);
       material = encodeTtlv(objectType === OT.SymmetricKey ? symmetricKeyObject(key, format, alg, length) : secretDataObject(key));
       await ctx.objects.create({ uid, objectType, state, attributes, material });
       for (const b of bases) {

@@ -32,6 +32,7 @@ import { KmipError } from '../codec/errors.js';
 import { opt, optValue, req } from '../codec/node.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { decodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
+import type { StoredObject } from '../keystore/types.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { symmetricKeyObject } from './create.js';
 import { boolOf, isDestroyed, loadObject, saveQuietly, withServerAttribute } from './lifecycle.js';
@@ -39,7 +40,7 @@ import { readKeyBlock } from './register.js';
 import { asymmetricInFormat } from './key-formats.js';
 import { certificateInFormat } from './certificates.js';
 import { privateKeyAsPkcs12 } from './pkcs12.js';
-import { isWrapped, readWrappingSpec, unwrapObject, wrapObject, wrappedInKeyMaterial } from './key-wrapping.js';
+import { isWrapped, readWrappingSpec, unwrapObject, wrapObject, wrappedInKeyMaterial, type WrappingSpec } from './key-wrapping.js';
 
 const KFT = Enums.KeyFormatType;
 const OT = Enums.ObjectType;
@@ -68,55 +69,82 @@ export function inFormat(objectType: number, stored: StructureNode, requested: n
   return symmetricKeyObject(parts.key, requested, parts.algorithm, parts.length);
 }
 
+/** What Get and Export read from a request: the form the client wants the object in. */
+export interface ServeOptions {
+  format?: number;
+  compression?: number;
+  wrapping?: WrappingSpec;
+  wrapType?: number;
+}
+
+/** Key Format Type, Key Compression Type, Key Wrapping Specification and Key Wrap Type, checked. */
+export function readServeOptions(payload: StructureNode): ServeOptions {
+  const o: ServeOptions = {};
+  const format = optValue(payload, Tag.KeyFormatType, 'Enumeration');
+  if (format !== undefined) o.format = format;
+  const compression = optValue(payload, Tag.KeyCompressionType, 'Enumeration');
+  if (compression !== undefined) o.compression = compression;
+  const wrappingNode = opt(payload, Tag.KeyWrappingSpecification, 'Structure');
+  if (wrappingNode) o.wrapping = readWrappingSpec(wrappingNode);
+  const wrapType = optValue(payload, Tag.KeyWrapType, 'Enumeration');
+  if (wrapType !== undefined) o.wrapType = wrapType;
+  if (wrapType !== undefined && wrapType !== Enums.KeyWrapType.NotWrapped && wrapType !== Enums.KeyWrapType.AsRegistered) {
+    throw new KmipError('KeyWrapTypeNotSupported', `Key Wrap Type ${enumValueName('KeyWrapType', wrapType) ?? wrapType} is not supported`);
+  }
+  if (o.wrapping && wrapType === Enums.KeyWrapType.AsRegistered) {
+    throw new KmipError('InvalidField', 'Key Wrap Type As Registered and a Key Wrapping Specification contradict each other');
+  }
+  return o;
+}
+
+/**
+ * The object `obj` (found with 'material' access, not destroyed) as a client may receive it, in
+ * the form `o` asks for: every rule of Get (Extractable, Sensitive, formats, wrapping) applies.
+ * Get and Export both serve objects through this function and only through it.
+ */
+export async function servedObject(ctx: OperationContext, obj: StoredObject, o: ServeOptions): Promise<StructureNode> {
+  if (!obj.material) throw new KmipError('KeyValueNotPresent', 'the object has no key material');
+  const asymmetric = obj.objectType === OT.PrivateKey || obj.objectType === OT.PublicKey;
+  if (o.compression !== undefined && !asymmetric) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
+  if (boolOf(obj.attributes, 'Extractable') === false) throw new KmipError('NotExtractable', 'the object is not extractable (Extractable is false)');
+
+  const plain = await ctx.objects.material(obj);
+  let decoded: TtlvNode;
+  try {
+    decoded = decodeTtlv(plain);
+  } finally {
+    plain.fill(0);
+  }
+  if (decoded.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
+  let stored: StructureNode = decoded;
+  const wrappedAsRegistered = isWrapped(stored);
+  const registeredInKeyMaterial = wrappedInKeyMaterial(stored);
+  // Unwrap what was registered wrapped when the client wants another form of it.
+  if (wrappedAsRegistered && (o.wrapType === Enums.KeyWrapType.NotWrapped || o.wrapping)) stored = await unwrapObject(ctx, stored);
+  if (boolOf(obj.attributes, 'Sensitive') === true && !isWrapped(stored) && !o.wrapping) {
+    throw new KmipError('Sensitive', 'the object is sensitive and kmipd does not return it in plaintext');
+  }
+  let out: StructureNode;
+  if (o.format === KFT.PKCS_12) {
+    // A password-protected container of the key and its chain (pkcs12.ts); not wrapped further.
+    if (o.wrapping) throw new KmipError('FeatureNotSupported', 'a PKCS#12 is protected by its password; it is not wrapped under another key');
+    if (o.compression !== undefined) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type does not apply to PKCS#12');
+    out = await privateKeyAsPkcs12(ctx, obj, stored);
+  } else out = inFormat(obj.objectType, stored, o.format, o.compression);
+  if (o.wrapping) out = await wrapObject(ctx, out, obj.attributes, o.wrapping, registeredInKeyMaterial);
+  return out;
+}
+
 export const getHandler: OperationHandler = {
   operation: Enums.Operation.Get,
   name: 'Get',
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const uid = ctx.uidOrPlaceholder(payload);
-    const format = optValue(payload, Tag.KeyFormatType, 'Enumeration');
-    const compression = optValue(payload, Tag.KeyCompressionType, 'Enumeration');
-    const wrappingNode = opt(payload, Tag.KeyWrappingSpecification, 'Structure');
-    const wrapType = optValue(payload, Tag.KeyWrapType, 'Enumeration');
-    const wrapping = wrappingNode ? readWrappingSpec(wrappingNode) : undefined;
-    if (wrapType !== undefined && wrapType !== Enums.KeyWrapType.NotWrapped && wrapType !== Enums.KeyWrapType.AsRegistered) {
-      throw new KmipError('KeyWrapTypeNotSupported', `Key Wrap Type ${enumValueName('KeyWrapType', wrapType) ?? wrapType} is not supported`);
-    }
-    if (wrapping && wrapType === Enums.KeyWrapType.AsRegistered) {
-      throw new KmipError('InvalidField', 'Key Wrap Type As Registered and a Key Wrapping Specification contradict each other');
-    }
-
+    const options = readServeOptions(payload);
     const obj = await loadObject(ctx, uid, 'material');
     if (isDestroyed(obj.state)) throw new KmipError('ObjectDestroyed', 'the object has been destroyed; only its attributes remain');
-    if (!obj.material) throw new KmipError('KeyValueNotPresent', 'the object has no key material');
-    const asymmetric = obj.objectType === OT.PrivateKey || obj.objectType === OT.PublicKey;
-    if (compression !== undefined && !asymmetric) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type applies to elliptic curve keys only');
-    if (boolOf(obj.attributes, 'Extractable') === false) throw new KmipError('NotExtractable', 'the object is not extractable (Extractable is false)');
-
-    const plain = await ctx.objects.material(obj);
-    let decoded: TtlvNode;
-    try {
-      decoded = decodeTtlv(plain);
-    } finally {
-      plain.fill(0);
-    }
-    if (decoded.type !== 'Structure') throw new KmipError('InternalServerError', 'the stored object is malformed');
-    let stored: StructureNode = decoded;
-    const wrappedAsRegistered = isWrapped(stored);
-    const registeredInKeyMaterial = wrappedInKeyMaterial(stored);
-    // Unwrap what was registered wrapped when the client wants another form of it.
-    if (wrappedAsRegistered && (wrapType === Enums.KeyWrapType.NotWrapped || wrapping)) stored = await unwrapObject(ctx, stored);
-    if (boolOf(obj.attributes, 'Sensitive') === true && !isWrapped(stored) && !wrapping) {
-      throw new KmipError('Sensitive', 'the object is sensitive and kmipd does not return it in plaintext');
-    }
-    let out: StructureNode;
-    if (format === KFT.PKCS_12) {
-      // A password-protected container of the key and its chain (pkcs12.ts); not wrapped further.
-      if (wrapping) throw new KmipError('FeatureNotSupported', 'a PKCS#12 is protected by its password; it is not wrapped under another key');
-      if (compression !== undefined) throw new KmipError('KeyCompressionTypeNotSupported', 'Key Compression Type does not apply to PKCS#12');
-      out = await privateKeyAsPkcs12(ctx, obj, stored);
-    } else out = inFormat(obj.objectType, stored, format, compression);
-    if (wrapping) out = await wrapObject(ctx, out, obj.attributes, wrapping, registeredInKeyMaterial);
+    const out = await servedObject(ctx, obj, options);
 
     const fresh = obj.attributes.find((a) => a.name === 'Fresh');
     if (fresh?.value.type === 'Boolean' && fresh.value.value) {

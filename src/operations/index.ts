@@ -37,6 +37,11 @@ import { delegatedLoginHandler, loginHandler, logoutHandler } from './login.js';
 import { logHandler } from './log.js';
 import { notifyHandler } from './notify.js';
 import { putHandler } from './put.js';
+import { exportHandler } from './export.js';
+import { importHandler } from './import.js';
+import { adjustAttributeHandler } from './adjust-attribute.js';
+import { setEndpointRoleHandler } from './set-endpoint-role.js';
+import { getConstraintsHandler, setConstraintsHandler } from './constraints.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -86,4 +91,10 @@ export const allHandlers: readonly OperationHandler[] = [
   // Server-to-client operations, accepted from trusted upstream key servers only (upstream.ts).
   notifyHandler,
   putHandler,
+  exportHandler,
+  importHandler,
+  adjustAttributeHandler,
+  setEndpointRoleHandler,
+  setConstraintsHandler,
+  getConstraintsHandler,
 ];

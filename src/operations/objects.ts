@@ -86,6 +86,19 @@ export class ObjectService {
     throw new KmipError('ItemNotFound', `no object with Unique Identifier '${uid}'`);
   }
 
+  /**
+   * For Import: the object stored under `uid` when this client may replace it (its own or its
+   * group's), undefined when there is none. An object of another identity (admins included:
+   * they manage lifecycles, they do not overwrite key material) is Object Already Exists: the
+   * identifier is taken and not this client's to reuse.
+   */
+  async replaceable(uid: string): Promise<StoredObject | undefined> {
+    const obj = await this.store.get(uid);
+    if (!obj) return undefined;
+    if (!this.visibleOwners().includes(obj.owner)) throw new KmipError('ObjectAlreadyExists', `an object with Unique Identifier '${uid}' exists and this client may not replace it`);
+    return obj;
+  }
+
   newUid(): string {
     return randomUUID();
   }
@@ -178,6 +191,20 @@ export class ObjectService {
     return allowed.slice(from, limit !== undefined ? from + limit : undefined);
   }
 
+  /**
+   * A setting this client keeps on the server (Set Constraints), persisted with the server's
+   * data and scoped to the client identity: one client's settings never affect another's.
+   */
+  async clientSetting(name: string): Promise<string | undefined> {
+    const v = await this.store.getMeta(clientSettingKey(this.identity.name, name));
+    return v === '' ? undefined : v;
+  }
+
+  /** Stores (or, with undefined, clears) a setting of this client's. */
+  async setClientSetting(name: string, value: string | undefined): Promise<void> {
+    await this.store.setMeta(clientSettingKey(this.identity.name, name), value ?? '');
+  }
+
   /** Rolls back every write made through this service, newest first. */
   async undo(): Promise<void> {
     const entries = [...this.journal.entries()].reverse();
@@ -189,6 +216,10 @@ export class ObjectService {
   commit(): void {
     this.journal.clear();
   }
+}
+
+function clientSettingKey(identity: string, name: string): string {
+  return `client:${name}:${identity}`;
 }
 
 /** Same owner, state and attributes: two revisions that differ at most in how material is sealed. */

@@ -22,6 +22,7 @@ import { algorithmName, checkProtectionStorageMasks, dropEchoedAttributes } from
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf } from './lifecycle.js';
 import { REGISTRABLE } from './register-objects.js';
 import { registerPkcs12 } from './pkcs12.js';
+import { checkNewObject } from './constraints.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -196,20 +197,39 @@ export function registrableTypeOfTag(tag: number): number | undefined {
   return undefined;
 }
 
+/** The tag a registrable object of `objectType` travels in; Feature Not Supported for any other type. */
+export function registrableTag(objectType: number): number {
+  const tag = OBJECT_TAG[objectType] ?? REGISTRABLE[objectType]?.tag;
+  if (tag !== undefined) return tag;
+  const what = enumValueName('ObjectType', objectType);
+  if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
+  throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Private Key, Public Key, Certificate, Secret Data and Opaque Object only)`);
+}
+
+/** The attributes that came with object `obj`, less its echoes (Object Type, a matching Key Format Type or Certificate Type). */
+function withoutEchoes(objectType: number, obj: StructureNode, attrs: KmipAttribute[]): KmipAttribute[] {
+  const blockFormat = objectType === OT.OpaqueObject ? undefined : opt(obj, Tag.KeyBlock, 'Structure');
+  const client = dropEchoedAttributes(attrs, objectType, blockFormat ? optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') : undefined);
+  const more = REGISTRABLE[objectType];
+  return more?.dropEchoed ? more.dropEchoed(client, obj) : client;
+}
+
+/** Checks a client-made object (`obj`, in its tag) and returns the form kmipd stores (Register and Import). */
+export function parseRegistrable(objectType: number, obj: StructureNode, client: readonly KmipAttribute[]): ParsedObject {
+  const more = REGISTRABLE[objectType];
+  if (more) return more.parse(obj, client);
+  if (objectType === OT.SymmetricKey) return parseSymmetricKey(obj, client);
+  if (objectType === OT.SecretData) return parseSecretData(obj);
+  return parseOpaqueObject(obj);
+}
+
 /**
  * An object of `objectType` (not a Template) checked and put in the form kmipd keeps, as
- * Register does; `client` are the attributes that came with it, echoes of the object dropped
- * (Object Type, a matching Key Format Type or Certificate Type). Also used by Put (put.ts).
+ * Register does, with the attributes that came with it less their echoes. Used by Put (put.ts).
  */
 export function parseManagedObject(objectType: number, obj: StructureNode, attrs: KmipAttribute[]): { parsed: ParsedObject; client: KmipAttribute[] } {
-  const more = REGISTRABLE[objectType];
-  const blockFormat = objectType === OT.OpaqueObject ? undefined : opt(obj, Tag.KeyBlock, 'Structure');
-  let client = dropEchoedAttributes(attrs, objectType, blockFormat ? optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') : undefined);
-  if (more?.dropEchoed) client = more.dropEchoed(client, obj);
-  const parsed = more
-    ? more.parse(obj, client)
-    : objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
-  return { parsed, client };
+  const client = withoutEchoes(objectType, obj, attrs);
+  return { parsed: parseRegistrable(objectType, obj, client), client };
 }
 
 /** Register of a Template (1.x; see templates.ts). */
@@ -243,23 +263,12 @@ export const registerHandler: OperationHandler = {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
     payload = await expandTemplateReferences(ctx, payload);
     if (objectType === OT.Template && !isV2(ctx.version)) return registerTemplate(ctx, payload);
-    const more = REGISTRABLE[objectType];
-    const tag = OBJECT_TAG[objectType] ?? more?.tag;
-    if (tag === undefined) {
-      const what = enumValueName('ObjectType', objectType);
-      if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
-      throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Private Key, Public Key, Certificate, Secret Data and Opaque Object only)`);
-    }
+    const tag = registrableTag(objectType);
     const obj = opt(payload, tag, 'Structure');
     if (!obj) throw new KmipError('MissingData', `Register of a ${enumValueName('ObjectType', objectType)} needs the object itself`);
     checkProtectionStorageMasks(payload);
     const blockFormat = objectType === OT.OpaqueObject ? undefined : opt(obj, Tag.KeyBlock, 'Structure');
-    let client = dropEchoedAttributes(
-      readRequestAttributes(payload, ctx.version, false),
-      objectType,
-      blockFormat ? optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') : undefined,
-    );
-    if (more?.dropEchoed) client = more.dropEchoed(client, obj);
+    const client = withoutEchoes(objectType, obj, readRequestAttributes(payload, ctx.version, false));
     checkInitialAttributes(client, 'register', objectType, ctx.version);
     checkNoDuplicateNames(client);
     if (objectType === OT.PrivateKey && blockFormat && optValue(blockFormat, Tag.KeyFormatType, 'Enumeration') === KFT.PKCS_12) {
@@ -267,13 +276,12 @@ export const registerHandler: OperationHandler = {
       return [T.text(Tag.UniqueIdentifier, await registerPkcs12(ctx, obj, client))];
     }
 
-    const parsed = more
-      ? more.parse(obj, client)
-      : objectType === OT.SymmetricKey ? parseSymmetricKey(obj, client) : objectType === OT.SecretData ? parseSecretData(obj) : parseOpaqueObject(obj);
+    const parsed = parseRegistrable(objectType, obj, client);
     const uid = ctx.objects.newUid();
     const init: Parameters<typeof initialAttributes>[0] = { uid, objectType, now: ctx.now(), client, implicit: parsed.implicit };
     if (parsed.digest) init.digest = parsed.digest;
     const { attributes, state } = initialAttributes(init);
+    await checkNewObject(ctx, objectType, attributes);
     const material = encodeTtlv(parsed.object);
     try {
       await ctx.objects.create({ uid, objectType, state, attributes, material });

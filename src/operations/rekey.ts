@@ -49,6 +49,7 @@ import {
   touched,
   withoutAttribute,
 } from './lifecycle.js';
+import { checkNewObject } from './constraints.js';
 
 const LT = Enums.LinkType;
 
@@ -173,6 +174,7 @@ export const rekeyHandler: OperationHandler = {
         client: attrs,
         digest: digestNode(key, Enums.KeyFormatType.Raw),
       });
+      await checkNewObject(ctx, objectType, attributes);
       // The existing key: names move to the replacement; it points at its replacement.
       let oldAttrs = withoutAttribute(old.attributes, 'Name');
       oldAttrs = withoutAttribute(oldAttrs, 'Link', (v) => linkType(v) === LT.ReplacementObjectLink);

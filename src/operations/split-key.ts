@@ -38,6 +38,7 @@ import { checkProtectionStorageMasks, dropEchoedAttributes, keyBytesFor, symmetr
 import { checkNoDuplicateNames, digestNode, enumOf, initialAttributes, intOf, isDestroyed, loadObject } from './lifecycle.js';
 import type { RegisteredObject } from './register-objects.js';
 import { storedTree, wipeTree } from './stored-tree.js';
+import { checkNewObject } from './constraints.js';
 
 const OT = Enums.ObjectType;
 const KFT = Enums.KeyFormatType;
@@ -374,6 +375,8 @@ export const createSplitKeyHandler: OperationHandler = {
           implicit: implicitOf({ ...(alg !== undefined ? { algorithm: alg } : {}), ...(length !== undefined ? { length } : {}) }),
           digest: digestNode(part, KFT.Raw),
         });
+        // The parts differ only in identifier and Digest: the first one stands for all.
+        if (i === 0) await checkNewObject(ctx, objectType, attributes);
         const material = encodeTtlv(splitKeyObject({ ...f, id: i + 1 }, part, alg, length));
         try {
           await ctx.objects.create({ uid: partUid, objectType, state, attributes, material });
@@ -457,6 +460,7 @@ export const joinSplitKeyHandler: OperationHandler = {
         const implicit = objectType === OT.SymmetricKey ? implicitOf({ ...(alg !== undefined ? { algorithm: alg } : {}), ...(length !== undefined ? { length } : {}) }) : [];
         const format = objectType === OT.SymmetricKey ? KFT.Raw : KFT.Opaque;
         const { attributes, state } = initialAttributes({ uid, objectType, now: ctx.now(), client, implicit, digest: digestNode(key, format) });
+        await checkNewObject(ctx, objectType, attributes);
         material = encodeTtlv(
           objectType === OT.SymmetricKey
             ? symmetricKeyObject(key, format, alg, length)
