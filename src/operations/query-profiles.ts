@@ -7,8 +7,8 @@
  * rows "… (mandatory)"). `test/conformance/profiles.test.ts` replays those test cases and fails
  * when one of them stops passing, so that a claim here cannot outlive the behaviour behind it.
  *
- * Not claimed (mandatory test cases still failing, or none exist): Baseline (2.1: Log, DSA keys
- * and other gaps; 1.x defines no test cases of its own), Symmetric Key Lifecycle and Asymmetric
+ * Not claimed (mandatory test cases still failing, or none exist): Baseline (2.1: Log in BL-M-1,
+ * Protect Stop Date on Secret Data in BL-M-4; 1.x defines no test cases of its own), Symmetric Key Lifecycle and Asymmetric
  * Key Lifecycle for KMIP 1.0, Asymmetric Key Lifecycle 2.x, Symmetric Key Foundry, Advanced
  * Cryptographic, Tape Library, Storage Array with Self-Encrypting Drives 1.x, Suite B, AX,
  * Quantum Safe, PKCS#11, and the HTTPS / JSON / XML transports (kmipd speaks TTLV over TLS only).
