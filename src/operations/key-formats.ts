@@ -423,12 +423,14 @@ function dsaFromTransparent(s: StructureNode, isPrivate: boolean, format: number
     const y = new asn1js.BitString({ valueHex: asn1js.Integer.fromBigInt(value).toBER() });
     der = new asn1js.Sequence({ value: [dsaParams(p, q, g), y] }).toBER();
   }
+  const key = Buffer.from(der);
   try {
-    const key = Buffer.from(der);
     // OpenSSL computes a PKCS#8 DSA key's public value Y = G^X mod P on import.
     return isPrivate ? createPrivateKey({ key, format: 'der', type: 'pkcs8' }) : createPublicKey({ key, format: 'der', type: 'spki' });
   } catch {
     return badMaterial(format);
+  } finally {
+    key.fill(0); // the DER (and the private value in it) is not kept
   }
 }
 
