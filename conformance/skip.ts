@@ -28,8 +28,27 @@ const RNG_SEED =
 
 const CREDENTIAL_IDENTITY =
   "the test case tells clients apart by the Credential in the request header (two Username/Password or Device credentials over one TLS client): kmipd identifies a client by its TLS certificate (the CN), and a header credential is only the optional shared password of the \"auth\" setting, never a separate identity";
+const ONE_TIME_PAD =
+  'Encrypt / Decrypt with a One Time Pad Secret Data as stateless XOR with the same pad every time (TC-OTP-5 encrypts twice under one pad and decrypts both; TC-OTP-4 expects Get of the pad refused, a rule the spec does not state): a pad used more than once is not a one-time pad, and the XOR of two ciphertexts is the XOR of the plaintexts, so kmipd does not offer One Time Pad encryption (Encrypt / Decrypt need a Symmetric Key or an asymmetric key)';
+const MDO_WITHOUT_LOCATION =
+  'registers a metadata-only Secret Data (no Key Value) without a Key Value Location: kmipd keeps a metadata-only object only when the client says where its value is (Key Value Location, KMIP 1.2 §3.42), as the MDO test cases do (src/operations/register.ts)';
 
 export const SKIPS: readonly SkipEntry[] = [
+  // KMIP Test Cases 1.3 (cnd01) One Time Pad: the pad with key material (TC-OTP-SETUP-1) is
+  // registered and cleaned up (TC-OTP-CLEANUP-1) and those run; what is done with it is skipped.
+  { match: 'TC-OTP-1-*', reason: ONE_TIME_PAD },
+  { match: 'TC-OTP-2-*', reason: ONE_TIME_PAD },
+  { match: 'TC-OTP-4-*', reason: ONE_TIME_PAD },
+  { match: 'TC-OTP-5-*', reason: ONE_TIME_PAD },
+  { match: 'TC-OTP-SETUP-2-*', reason: MDO_WITHOUT_LOCATION },
+  { match: 'TC-OTP-3-*', reason: MDO_WITHOUT_LOCATION },
+  // SKFF-O-6 in 1.1 (OASIS and OVH copies) expects Get Attribute List to name an Object Group
+  // the client never set; the 1.0 and 1.2 transcripts of the same test (SKFF-O-6-10, -12) do not.
+  {
+    match: 'SKFF-O-6-11',
+    reason:
+      "expects the reference server's own default Object Group on a key the client put in no group (Object Group may be set by the client or the server, KMIP 1.4 §3.33; the 1.0 and 1.2 transcripts of the same test list none): kmipd puts an object in a group only when the client asks",
+  },
   // Symmetric Key Foundry optional tests 1-3 create and register SKIPJACK keys.
   { match: 'SKFF-O-1-*', reason: SKIPJACK },
   { match: 'SKFF-O-2-*', reason: SKIPJACK },

@@ -7,6 +7,8 @@
  * - A single-instance attribute the object already has is refused: 2.x Attribute Single Valued
  *   (OASIS 2.1 test BL-M-5-21), 1.x Illegal Operation ("the specified attribute already exists").
  * - 1.x requests must not carry an Attribute Index (1.4 §4.13); 0 is tolerated.
+ * - A Name must be unique (1.4 §3.2; 2.1, the Name attribute): neither an instance the object already
+ *   has nor another visible object's name (2.x Non Unique Name Attribute).
  *
  * vCenter sends three of these in one message (x-Product_Version, x-Vendor, x-Product).
  */
@@ -27,6 +29,7 @@ import {
   storedValue,
 } from './attribute-support.js';
 import type { OperationContext, OperationHandler } from './context.js';
+import { checkNoDuplicateNames } from './lifecycle.js';
 
 function readNew(ctx: OperationContext, payload: StructureNode): KmipAttribute {
   if (isV2(ctx.version)) {
@@ -54,7 +57,12 @@ export const addAttributeHandler: OperationHandler = {
     if (instancesOf(l.obj.attributes, a.name).length > 0 && !isMultiInstance(a.name)) {
       throw new KmipError(v2 ? 'AttributeSingleValued' : 'IllegalOperation', `the object already has a ${a.name} and it may have only one`);
     }
-    if (a.name === 'Name') await checkNameUnique(ctx, l.uid, a.value);
+    if (a.name === 'Name') {
+      // A Name the object already has is not unique either (2.x Non Unique Name Attribute, as
+      // BL-M-8-21 expects; 1.x Invalid Field), nor one another object has.
+      checkNoDuplicateNames([...l.obj.attributes, a]);
+      await checkNameUnique(ctx, l.uid, a.value);
+    }
     const added: KmipAttribute = { name: a.name, index: nextIndex(l.obj.attributes, a.name), value: storedValue(a.name, a.value) };
     await saveAttributes(ctx, l, [...l.obj.attributes, added]);
     const out: TtlvNode[] = [T.text(Tag.UniqueIdentifier, l.uid)];

@@ -54,7 +54,7 @@ import { attributeRule, checkInitialAttributes, readRequestAttributes } from './
 import { certificateAttributes, certificateObject, dropEchoedCertificateType } from './certificates.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { checkProtectionStorageMasks } from './create.js';
-import { keyFacts, storedKey } from './key-formats.js';
+import { keyFacts, storedKey, type KeyKind } from './key-formats.js';
 import { checkNoDuplicateNames, dateOf, digestNode, initialAttributes, intOf, isDestroyed, linkNode, linkType, loadObject, seconds, touched, withInstance, withoutAttribute } from './lifecycle.js';
 import { replacementAttributes } from './rekey-key-pair.js';
 import { storedTree } from './stored-tree.js';
@@ -99,7 +99,7 @@ function extension(oid: string, critical: boolean, value: Asn1): Asn1 {
 }
 
 /** Key Usage bits (RFC 5280 §4.2.1.3) from a Cryptographic Usage Mask. */
-function keyUsageBits(mask: number | undefined, kind: 'rsa' | 'ec'): number[] {
+function keyUsageBits(mask: number | undefined, kind: KeyKind): number[] {
   if (mask === undefined) return [0];
   const bits = new Set<number>();
   if (mask & (M.Sign | M.Verify | M.Authenticate)) bits.add(0); // digitalSignature
@@ -232,13 +232,14 @@ async function issuerFromCertificate(ctx: OperationContext, uid: string): Promis
 function signatureAlgorithm(key: KeyObject): { oid: string; hash: string; nullParams: boolean } {
   const f = keyFacts(key);
   if (f.kind === 'rsa') return { oid: OID.sha256WithRSAEncryption, hash: 'sha256', nullParams: true };
+  if (f.kind === 'dsa') throw new KmipError('FeatureNotSupported', 'kmipd signs certificates with RSA and EC issuer keys, not DSA');
   if (f.length > 384) return { oid: '1.2.840.10045.4.3.4', hash: 'sha512', nullParams: false };
   if (f.length > 256) return { oid: '1.2.840.10045.4.3.3', hash: 'sha384', nullParams: false };
   return { oid: '1.2.840.10045.4.3.2', hash: 'sha256', nullParams: false };
 }
 
 /** Builds and signs the certificate; checks it with node:crypto. */
-function issue(o: { subject: Uint8Array; spki: Uint8Array; issuer: Issuer; notBefore: bigint; notAfter: bigint; mask: number | undefined; kind: 'rsa' | 'ec' }): Buffer {
+function issue(o: { subject: Uint8Array; spki: Uint8Array; issuer: Issuer; notBefore: bigint; notAfter: bigint; mask: number | undefined; kind: KeyKind }): Buffer {
   const sig = signatureAlgorithm(o.issuer.key);
   const algId = seq(sig.nullParams ? [oidNode(sig.oid), asn1.create(U, AT.NULL, false, '')] : [oidNode(sig.oid)]);
   const ca = o.mask !== undefined && (o.mask & M.CertificateSign) !== 0;

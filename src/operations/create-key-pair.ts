@@ -172,10 +172,12 @@ export function pairParameters(priv: readonly KmipAttribute[], pub: readonly Kmi
 export async function generatePair(p: PairParameters): Promise<{ privateKey: KeyObject; publicKey: KeyObject }> {
   try {
     if (p.kind === 'rsa') return await generateKeyPairAsync('rsa', { modulusLength: p.length, publicExponent: p.publicExponent ?? RSA_PUBLIC_EXPONENT });
-    return await generateKeyPairAsync('ec', { namedCurve: p.curve!.name });
+    if (p.kind === 'ec' && p.curve) return await generateKeyPairAsync('ec', { namedCurve: p.curve.name });
   } catch {
     throw new KmipError('CryptographicFailure', 'the key pair could not be generated');
   }
+  // Registered DSA pairs are kept and used, but kmipd does not make new ones (Re-key Key Pair of a DSA pair).
+  throw new KmipError('FeatureNotSupported', `kmipd generates RSA and EC key pairs, not ${p.kind === 'dsa' ? 'DSA' : 'this kind'}`);
 }
 
 // ---------------------------------------------------------------------------------------------

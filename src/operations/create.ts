@@ -7,6 +7,14 @@
  *
  * The key starts Pre-Active unless the client's Activation Date is already reached
  * (1.4 §3.22 State). vCenter sends exactly AES / 256 / Usage Mask Encrypt|Decrypt, no Name.
+ *
+ * Secret Data: KMIP 2.x's Create "generate[s] a new symmetric key or generate[s] Secret Data";
+ * the 1.4 test-case note TC-CREATE-SD-1-14 does the same in 1.4, and kmipd accepts it in every
+ * version. The client gives the Cryptographic Length (bits, a multiple of 8, up to 8192) and no
+ * Cryptographic Algorithm (Secret Data is not a key of an algorithm); the server fills it with
+ * random bytes from node:crypto. Secret Data Type is a field of the object, not an attribute, so
+ * a request cannot carry it: generated secrets are Password (as in TC-CREATE-SD-1), kept in
+ * Opaque format (bytes with no further structure).
  */
 import { randomBytes } from 'node:crypto';
 import { KmipError } from '../codec/errors.js';
@@ -139,21 +147,64 @@ export function generatedKeyAttributes(client: readonly KmipAttribute[], now: Da
   return out;
 }
 
+/** Generated Secret Data: whole bytes, at most this many bits. */
+const SECRET_DATA_MAX_BITS = 8192;
+
+/** The Secret Data object (1.4 §2.2.7) kmipd generates: Password, Opaque key block. */
+export function secretDataObject(secret: Uint8Array): StructureNode {
+  return T.struct(Tag.SecretData, [
+    T.enum(Tag.SecretDataType, Enums.SecretDataType.Password),
+    T.struct(Tag.KeyBlock, [T.enum(Tag.KeyFormatType, Enums.KeyFormatType.Opaque), T.struct(Tag.KeyValue, [T.bytes(Tag.KeyMaterial, secret)])]),
+  ]);
+}
+
+async function createSecretData(ctx: OperationContext, client: KmipAttribute[]): Promise<TtlvNode[]> {
+  const objectType = Enums.ObjectType.SecretData;
+  const alg = enumOf(client, 'Cryptographic Algorithm');
+  if (alg !== undefined) throw new KmipError('InvalidField', `Secret Data is generated as random bytes, not as a ${algorithmName(alg)} key: omit the Cryptographic Algorithm`);
+  const length = intOf(client, 'Cryptographic Length');
+  if (length === undefined) throw new KmipError('MissingData', 'Create of Secret Data needs a Cryptographic Length (in bits)');
+  if (length <= 0 || length % 8 !== 0 || length > SECRET_DATA_MAX_BITS) {
+    throw new KmipError('InvalidField', `Secret Data is generated in whole bytes, 8 to ${SECRET_DATA_MAX_BITS} bits, not ${length}`);
+  }
+  const secret = randomBytes(length / 8);
+  let material: Buffer | undefined;
+  try {
+    const uid = ctx.objects.newUid();
+    const { attributes, state } = initialAttributes({
+      uid,
+      objectType,
+      now: ctx.now(),
+      client: asStored(client),
+      implicit: generatedKeyAttributes(client, ctx.now()),
+      digest: digestNode(secret, Enums.KeyFormatType.Opaque),
+    });
+    material = encodeTtlv(secretDataObject(secret));
+    await ctx.objects.create({ uid, objectType, state, attributes, material });
+    ctx.log.info({ uid, length }, 'created secret data');
+    return [T.enum(Tag.ObjectType, objectType), T.text(Tag.UniqueIdentifier, uid)];
+  } finally {
+    secret.fill(0);
+    material?.fill(0);
+  }
+}
+
 export const createHandler: OperationHandler = {
   operation: Enums.Operation.Create,
   name: 'Create',
   since: '1.0',
-  objectTypes: [Enums.ObjectType.SymmetricKey],
+  objectTypes: [Enums.ObjectType.SymmetricKey, Enums.ObjectType.SecretData],
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
-    if (objectType !== Enums.ObjectType.SymmetricKey) {
+    if (objectType !== Enums.ObjectType.SymmetricKey && objectType !== Enums.ObjectType.SecretData) {
       const what = enumValueName('ObjectType', objectType) ?? `object type ${objectType}`;
-      throw new KmipError('InvalidObjectType', `Create makes symmetric keys only, not ${what} (use Create Key Pair or Register)`);
+      throw new KmipError('InvalidObjectType', `Create makes symmetric keys and secret data, not ${what} (use Create Key Pair or Register)`);
     }
     checkProtectionStorageMasks(payload);
     const client = dropEchoedAttributes(readRequestAttributes(await expandTemplateReferences(ctx, payload), ctx.version, true), objectType);
     checkInitialAttributes(client, 'create', objectType, ctx.version);
     checkNoDuplicateNames(client);
+    if (objectType === Enums.ObjectType.SecretData) return createSecretData(ctx, client);
     const alg = enumOf(client, 'Cryptographic Algorithm');
     if (alg === undefined) throw new KmipError('MissingData', 'Create needs a Cryptographic Algorithm');
     const length = intOf(client, 'Cryptographic Length');

@@ -2,7 +2,9 @@
  * Asymmetric keys (Private Key, Public Key objects) in their Key Format Types, and the
  * conversions between them. Every key is read and written by node:crypto (createPrivateKey /
  * createPublicKey with DER or JWK input, KeyObject.export): the DER formats directly, the
- * transparent ones through JWK. kmipd never parses or builds key DER itself.
+ * transparent ones through JWK. DSA keys have no JWK form in node:crypto: their transparent
+ * formats go through the PKCS#8 / SubjectPublicKeyInfo DER (RFC 3279 §2.3.2 Dss-Parms, RFC 5958),
+ * built and read with asn1js; node:crypto still parses and checks that DER.
  *
  * Formats (KMIP 1.4 §9.1.3.2.3 Key Format Type; 2.1 §11 "Key Format Type"; the transparent
  * structures: 1.4 §2.1.7, 2.1 §2.1.7 "Transparent ... Key"):
@@ -15,17 +17,25 @@
  *                      Transparent RSA Public Key      Transparent EC Public Key (1.3+),
  *                                                      Transparent ECDSA/ECDH/ECMQV Public Key (1.x)
  *
+ *                      DSA (registered; kmipd does not generate DSA keys)
+ *   Private Key        PKCS#8, Transparent DSA Private Key (P, Q, G, X)
+ *   Public Key         X.509 (SPKI), Transparent DSA Public Key (P, Q, G, Y)
+ *
  * Transparent RSA Private Key: Modulus, Private Exponent, Public Exponent, P, Q, Prime Exponent
  * P, Prime Exponent Q, CRT Coefficient, all Big Integers (every field optional in the spec;
  * kmipd needs the modulus and enough of the rest to rebuild the key: the primes are recovered
  * from n, e, d when absent). Transparent EC Private Key: Recommended Curve, D (Big Integer).
  * Transparent EC Public Key: Recommended Curve, Q String (Byte String, the SEC1 point).
+ * Transparent DSA keys: the domain parameters P, Q, G and X (private) or Y (public), all Big
+ * Integers; the parameters are checked (Q divides P-1, G of order Q, 0 < X < Q, Y of order Q)
+ * and a private key's Y is computed from X.
  *
  * Key Compression Type (1.4 §9.1.3.2.2) applies to EC public points: Uncompressed is always
  * accepted; X9.62 Compressed Prime is honoured for the Q String of a transparent EC public key.
  *
  * Error messages never hold key material (node:crypto's own messages are not passed on).
  */
+import * as asn1js from 'asn1js';
 import { ECDH, type KeyObject, createECDH, createPrivateKey, createPublicKey } from 'node:crypto';
 import { KmipError } from '../codec/errors.js';
 import { opt, optValue, reqValue } from '../codec/node.js';
@@ -83,14 +93,14 @@ function checkedCurve(rc: number): Curve {
 // ---------------------------------------------------------------------------------------------
 // What kmipd knows about a key
 
-/** RSA or EC: the key types kmipd keeps as Private / Public Key objects. */
-export type KeyKind = 'rsa' | 'ec';
+/** RSA, EC or DSA: the key types kmipd keeps as Private / Public Key objects. */
+export type KeyKind = 'rsa' | 'ec' | 'dsa';
 
 export interface KeyFacts {
   kind: KeyKind;
-  /** Cryptographic Algorithm: RSA or EC. */
+  /** Cryptographic Algorithm: RSA, EC or DSA. */
   algorithm: number;
-  /** Cryptographic Length: RSA modulus bits, or the curve's bits. */
+  /** Cryptographic Length: RSA modulus bits, the curve's bits, or the bits of DSA's P. */
   length: number;
   curve?: Curve;
   /** RSA public exponent. */
@@ -110,12 +120,20 @@ export function keyFacts(key: KeyObject): KeyFacts {
     if (!curve) throw new KmipError('FeatureNotSupported', `kmipd keeps EC keys on P-256, P-384, P-521 and secp256k1, not ${d?.namedCurve ?? 'an unnamed curve'}`);
     return { kind: 'ec', algorithm: ALG.EC, length: curve.bits, curve };
   }
-  throw new KmipError('FeatureNotSupported', `kmipd keeps RSA and EC keys, not ${key.asymmetricKeyType ?? 'this key type'}`);
+  if (key.asymmetricKeyType === 'dsa') return { kind: 'dsa', algorithm: ALG.DSA, length: d?.modulusLength ?? 0 };
+  throw new KmipError('FeatureNotSupported', `kmipd keeps RSA, EC and DSA keys, not ${key.asymmetricKeyType ?? 'this key type'}`);
 }
 
 /** Cryptographic Algorithm values a client may declare for a key of this kind (1.x names EC keys ECDSA, ECDH or ECMQV). */
 export function algorithmsFor(kind: KeyKind): readonly number[] {
-  return kind === 'rsa' ? [ALG.RSA] : [ALG.EC, ALG.ECDSA, ALG.ECDH, ALG.ECMQV];
+  if (kind === 'rsa') return [ALG.RSA];
+  if (kind === 'dsa') return [ALG.DSA];
+  return [ALG.EC, ALG.ECDSA, ALG.ECDH, ALG.ECMQV];
+}
+
+/** "an RSA", "an EC", "a DSA": for messages. */
+export function kindArticle(kind: KeyKind): string {
+  return kind === 'rsa' ? 'an RSA' : kind === 'ec' ? 'an EC' : 'a DSA';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,12 +145,14 @@ const TRANSPARENT_EC_PUBLIC: readonly number[] = [KFT.TransparentECPublicKey, KF
 /** The formats a key of `kind` can be returned in, for Private Key (true) or Public Key objects. */
 export function formatsFor(kind: KeyKind, isPrivate: boolean): readonly number[] {
   if (kind === 'rsa') return isPrivate ? [KFT.PKCS_1, KFT.PKCS_8, KFT.TransparentRSAPrivateKey] : [KFT.PKCS_1, KFT.X_509, KFT.TransparentRSAPublicKey];
+  if (kind === 'dsa') return isPrivate ? [KFT.PKCS_8, KFT.TransparentDSAPrivateKey] : [KFT.X_509, KFT.TransparentDSAPublicKey];
   return isPrivate ? [KFT.ECPrivateKey, KFT.PKCS_8, ...TRANSPARENT_EC_PRIVATE] : [KFT.X_509, ...TRANSPARENT_EC_PUBLIC];
 }
 
 /** The format kmipd stores a generated key in (and Get returns by default). */
 export function defaultFormat(kind: KeyKind, isPrivate: boolean): number {
   if (kind === 'rsa') return KFT.PKCS_1;
+  if (kind === 'dsa') return isPrivate ? KFT.PKCS_8 : KFT.X_509;
   return isPrivate ? KFT.ECPrivateKey : KFT.X_509;
 }
 
@@ -351,6 +371,107 @@ function ecPublicFromTransparent(s: StructureNode, format: number): KeyObject {
   }
 }
 
+// DSA: PKCS#8 / SubjectPublicKeyInfo DER <-> P, Q, G, X / Y (RFC 3279 §2.3.2, RFC 5958).
+
+const DSA_OID = '1.2.840.10040.4.1';
+/** Larger P or Q than any DSA standard names (FIPS 186-4: P up to 3072 bits, Q up to 256) is refused before any arithmetic. */
+const DSA_MAX_P_BITS = 15360;
+const DSA_MAX_Q_BITS = 512;
+
+export interface DsaComponents {
+  p: bigint;
+  q: bigint;
+  g: bigint;
+  /** The private value (private keys only). */
+  x?: bigint;
+  y: bigint;
+}
+
+function bitLength(v: bigint): number {
+  return v <= 0n ? 0 : v.toString(2).length;
+}
+
+/** Checks the domain parameters a transparent DSA key names; Invalid Field when they cannot be a DSA group. */
+function checkDsaDomain(p: bigint, q: bigint, g: bigint, format: number): void {
+  if (bitLength(p) > DSA_MAX_P_BITS || bitLength(q) > DSA_MAX_Q_BITS) throw new KmipError('InvalidField', `the DSA parameters of this ${formatName(format)} are larger than kmipd accepts`);
+  if (p <= 3n || q <= 1n || q >= p || (p - 1n) % q !== 0n) throw new KmipError('InvalidField', `the DSA parameters P and Q of this ${formatName(format)} are inconsistent (Q must divide P-1)`);
+  if (g <= 1n || g >= p || modPow(g, q, p) !== 1n) throw new KmipError('InvalidField', `the DSA generator G of this ${formatName(format)} is not of order Q`);
+}
+
+function dsaParams(p: bigint, q: bigint, g: bigint): asn1js.Sequence {
+  return new asn1js.Sequence({
+    value: [new asn1js.ObjectIdentifier({ value: DSA_OID }), new asn1js.Sequence({ value: [asn1js.Integer.fromBigInt(p), asn1js.Integer.fromBigInt(q), asn1js.Integer.fromBigInt(g)] })],
+  });
+}
+
+function dsaFromTransparent(s: StructureNode, isPrivate: boolean, format: number): KeyObject {
+  const p = bigField(s, Tag.P);
+  const q = bigField(s, Tag.Q);
+  const g = bigField(s, Tag.G);
+  const value = bigField(s, isPrivate ? Tag.X : Tag.Y);
+  if (p === undefined || q === undefined || g === undefined || value === undefined) {
+    throw new KmipError('MissingData', `a ${formatName(format)} needs P, Q, G and ${isPrivate ? 'X' : 'Y'}`);
+  }
+  checkDsaDomain(p, q, g, format);
+  let der: ArrayBuffer;
+  if (isPrivate) {
+    if (value <= 0n || value >= q) throw new KmipError('InvalidField', `the private value X of this ${formatName(format)} is not between 0 and Q`);
+    const x = new asn1js.OctetString({ valueHex: asn1js.Integer.fromBigInt(value).toBER() });
+    der = new asn1js.Sequence({ value: [new asn1js.Integer({ value: 0 }), dsaParams(p, q, g), x] }).toBER();
+  } else {
+    if (value <= 1n || value >= p - 1n || modPow(value, q, p) !== 1n) throw new KmipError('InvalidField', `the public value Y of this ${formatName(format)} is not in the group of order Q`);
+    const y = new asn1js.BitString({ valueHex: asn1js.Integer.fromBigInt(value).toBER() });
+    der = new asn1js.Sequence({ value: [dsaParams(p, q, g), y] }).toBER();
+  }
+  const key = Buffer.from(der);
+  try {
+    // OpenSSL computes a PKCS#8 DSA key's public value Y = G^X mod P on import.
+    return isPrivate ? createPrivateKey({ key, format: 'der', type: 'pkcs8' }) : createPublicKey({ key, format: 'der', type: 'spki' });
+  } catch {
+    return badMaterial(format);
+  } finally {
+    key.fill(0); // the DER (and the private value in it) is not kept
+  }
+}
+
+/** The children of a DER SEQUENCE node:crypto produced (an InternalServerError when it is not one). */
+function derSeq(b: unknown): asn1js.AsnType[] {
+  if (!(b instanceof asn1js.Sequence)) throw new KmipError('InternalServerError', 'node:crypto exported an unexpected DSA key encoding');
+  return b.valueBlock.value;
+}
+
+function derInt(b: asn1js.AsnType | undefined): bigint {
+  if (!(b instanceof asn1js.Integer)) throw new KmipError('InternalServerError', 'node:crypto exported an unexpected DSA key encoding');
+  return b.toBigInt();
+}
+
+function derParse(bytes: Uint8Array): asn1js.AsnType {
+  const r = asn1js.fromBER(bytes);
+  if (r.offset === -1 || r.offset !== bytes.byteLength) throw new KmipError('InternalServerError', 'node:crypto exported an unexpected DSA key encoding');
+  return r.result;
+}
+
+/** P, Q, G, Y (and X for a private key) of a node:crypto DSA key, read from its own DER export. */
+export function dsaComponents(key: KeyObject): DsaComponents {
+  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
+  const [alg, bits] = derSeq(derParse(publicKey.export({ type: 'spki', format: 'der' })));
+  const [, params] = derSeq(alg);
+  const [pB, qB, gB] = derSeq(params);
+  if (!(bits instanceof asn1js.BitString)) throw new KmipError('InternalServerError', 'node:crypto exported an unexpected DSA key encoding');
+  const out: DsaComponents = { p: derInt(pB), q: derInt(qB), g: derInt(gB), y: derInt(derParse(bits.valueBlock.valueHexView)) };
+  if (key.type === 'private') {
+    const der = key.export({ type: 'pkcs8', format: 'der' });
+    try {
+      const [, , priv] = derSeq(derParse(der));
+      if (!(priv instanceof asn1js.OctetString)) throw new KmipError('InternalServerError', 'node:crypto exported an unexpected DSA key encoding');
+      out.x = derInt(derParse(priv.valueBlock.valueHexView));
+    } finally {
+      der.fill(0);
+    }
+  }
+  return out;
+}
+
 /**
  * The node:crypto key a Key Material in `format` holds, for a Private Key (`isPrivate`) or a
  * Public Key. Key Format Type Not Supported for formats kmipd does not read; Invalid Field for
@@ -377,12 +498,14 @@ export function importKey(isPrivate: boolean, format: number, material: TtlvNode
     else if (format === KFT.ECPrivateKey) key = der('sec1');
     else if (format === KFT.TransparentRSAPrivateKey) key = rsaPrivateFromTransparent(structOf(material, format));
     else if (TRANSPARENT_EC_PRIVATE.includes(format)) key = ecPrivateFromTransparent(structOf(material, format), format);
+    else if (format === KFT.TransparentDSAPrivateKey) key = dsaFromTransparent(structOf(material, format), true, format);
     else throw new KmipError('KeyFormatTypeNotSupported', `kmipd does not read private keys in ${formatName(format)} format`);
   } else {
     if (format === KFT.PKCS_1) key = der('pkcs1');
     else if (format === KFT.X_509) key = der('spki');
     else if (format === KFT.TransparentRSAPublicKey) key = rsaPublicFromTransparent(structOf(material, format));
     else if (TRANSPARENT_EC_PUBLIC.includes(format)) key = ecPublicFromTransparent(structOf(material, format), format);
+    else if (format === KFT.TransparentDSAPublicKey) key = dsaFromTransparent(structOf(material, format), false, format);
     else throw new KmipError('KeyFormatTypeNotSupported', `kmipd does not read public keys in ${formatName(format)} format`);
   }
   const facts = keyFacts(key);
@@ -422,7 +545,7 @@ function compressionName(c: number): string {
 export function exportKey(key: KeyObject, isPrivate: boolean, format: number, compression?: number): TtlvNode {
   const facts = keyFacts(key);
   if (!formatsFor(facts.kind, isPrivate).includes(format)) {
-    const what = `${facts.kind === 'rsa' ? 'an RSA' : 'an EC'} ${isPrivate ? 'private' : 'public'} key`;
+    const what = `${kindArticle(facts.kind)} ${isPrivate ? 'private' : 'public'} key`;
     throw new KmipError('KeyFormatTypeNotSupported', `${what} cannot be returned in ${formatName(format)} format`);
   }
   const compressed = compression === KCT.ECPublicKeyTypeX9_62CompressedPrime;
@@ -445,6 +568,11 @@ export function exportKey(key: KeyObject, isPrivate: boolean, format: number, co
       return bytes(key.export({ type: 'spki', format: 'der' }));
     default:
       break;
+  }
+  if (format === KFT.TransparentDSAPrivateKey || format === KFT.TransparentDSAPublicKey) {
+    const c = dsaComponents(key);
+    const last = isPrivate ? T.big(Tag.X, c.x ?? 0n) : T.big(Tag.Y, c.y);
+    return T.struct(Tag.KeyMaterial, [T.big(Tag.P, c.p), T.big(Tag.Q, c.q), T.big(Tag.G, c.g), last]);
   }
   const jwk = key.export({ format: 'jwk' });
   const big = (tag: number, v: unknown): TtlvNode => T.big(tag, bytesToBig(fromB64u(v)));

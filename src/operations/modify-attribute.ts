@@ -18,6 +18,7 @@ import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
 import { checkClientAttribute, checkValueType } from './attribute-rules.js';
 import { attributeIn, checkNameUnique, instancesOf, loadForChange, sameValue, saveAttributes, storedValue } from './attribute-support.js';
 import type { OperationContext, OperationHandler } from './context.js';
+import { checkNoDuplicateNames } from './lifecycle.js';
 
 export const modifyAttributeHandler: OperationHandler = {
   operation: Enums.Operation.ModifyAttribute,
@@ -59,7 +60,11 @@ export const modifyAttributeHandler: OperationHandler = {
       target = instances[0];
     }
     if (!target) throw new KmipError('AttributeInstanceNotFound', `the object has no such ${wanted.name} instance`);
-    if (wanted.name === 'Name') await checkNameUnique(ctx, l.uid, wanted.value);
+    if (wanted.name === 'Name') {
+      // Not the value of another of the object's own Names, nor another object's name.
+      checkNoDuplicateNames([...l.obj.attributes.filter((a) => a !== target), wanted]);
+      await checkNameUnique(ctx, l.uid, wanted.value);
+    }
     const modified: KmipAttribute = { name: target.name, index: target.index, value: storedValue(target.name, wanted.value) };
     const t = target;
     await saveAttributes(ctx, l, l.obj.attributes.map((a) => (a === t ? modified : a)));

@@ -17,7 +17,7 @@ import { readKeyBlock } from './register.js';
 import { Enums, Tag, enumValueName } from '../spec/index.js';
 import { T, type StructureNode } from '../ttlv/index.js';
 import { dropEchoedCertificateType, parseCertificateObject } from './certificates.js';
-import { algorithmsFor, digestInput, importKey, isEncryptedPkcs8, keyFacts, readAsymmetricBlock } from './key-formats.js';
+import { algorithmsFor, digestInput, importKey, isEncryptedPkcs8, keyFacts, kindArticle, readAsymmetricBlock } from './key-formats.js';
 import { digestNode, enumOf, intOf } from './lifecycle.js';
 import { parseSplitKeyObject } from './split-key.js';
 
@@ -67,7 +67,7 @@ function parseKey(objectType: number, obj: StructureNode, client: readonly KmipA
   const key = importKey(isPrivate, block.format, block.material);
   const facts = keyFacts(key);
   if (declaredAlg !== undefined && !algorithmsFor(facts.kind).includes(declaredAlg)) {
-    throw new KmipError('InvalidField', `the key is ${facts.kind === 'rsa' ? 'an RSA' : 'an EC'} key, not ${algorithmName(declaredAlg)}`);
+    throw new KmipError('InvalidField', `the key is ${kindArticle(facts.kind)} key, not ${algorithmName(declaredAlg)}`);
   }
   if (declaredLen !== undefined && declaredLen !== facts.length) {
     throw new KmipError('InvalidField', `Cryptographic Length ${declaredLen} does not match the ${facts.length}-bit key`);

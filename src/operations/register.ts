@@ -148,11 +148,11 @@ function parseSymmetricKey(obj: StructureNode, client: readonly KmipAttribute[])
 
 /**
  * A metadata-only object (KMIP 1.2 §3.41-3.42, the MDO test cases): a Key Block without a Key
- * Value, for a key kept elsewhere. The client must say where (Key Value Location); the server
+ * Value, for a key (Symmetric Key) or secret (Secret Data) kept elsewhere. The client must say where (Key Value Location); the server
  * records Key Value Present false, keeps the Key Block as given (Get returns it so) and has no
  * Digest to compute. The object cannot be used for cryptography (Key Value Not Present).
  */
-function metadataOnly(tag: number, p: KeyBlockParts, algorithm: number | undefined, length: number | undefined, client: readonly KmipAttribute[]): ParsedObject {
+function metadataOnly(tag: number, p: KeyBlockParts, algorithm: number | undefined, length: number | undefined, client: readonly KmipAttribute[], before: TtlvNode[] = []): ParsedObject {
   if (!client.some((a) => a.name === 'Key Value Location')) {
     throw new KmipError('MissingData', 'the Key Block has no Key Value (a metadata-only object needs a Key Value Location)');
   }
@@ -166,14 +166,15 @@ function metadataOnly(tag: number, p: KeyBlockParts, algorithm: number | undefin
     block.push(T.int(Tag.CryptographicLength, length));
     implicit.push({ name: 'Cryptographic Length', index: 0, value: T.int(Tag.CryptographicLength, length) });
   }
-  return { object: T.struct(tag, [T.struct(Tag.KeyBlock, block)]), implicit };
+  return { object: T.struct(tag, [...before, T.struct(Tag.KeyBlock, block)]), implicit };
 }
 
-function parseSecretData(obj: StructureNode): ParsedObject {
+function parseSecretData(obj: StructureNode, client: readonly KmipAttribute[]): ParsedObject {
   const type = reqValue(obj, Tag.SecretDataType, 'Enumeration');
   const blockNode = req(obj, Tag.KeyBlock, 'Structure');
   const p = readKeyBlock(blockNode);
-  if (!p.keyValue) throw new KmipError('MissingData', 'the Key Block has no Key Value');
+  // Metadata-only Secret Data, under the same rule as a metadata-only symmetric key.
+  if (!p.keyValue) return metadataOnly(Tag.SecretData, p, p.algorithm, p.length, client, [T.enum(Tag.SecretDataType, type)]);
   const stored = T.struct(Tag.SecretData, [
     T.enum(Tag.SecretDataType, type),
     p.wrapping ? blockNode : T.struct(Tag.KeyBlock, blockNode.value.map((c) => (c.tag === Tag.KeyValue ? storedKeyValue(c) : c))),
@@ -219,7 +220,7 @@ export function parseRegistrable(objectType: number, obj: StructureNode, client:
   const more = REGISTRABLE[objectType];
   if (more) return more.parse(obj, client);
   if (objectType === OT.SymmetricKey) return parseSymmetricKey(obj, client);
-  if (objectType === OT.SecretData) return parseSecretData(obj);
+  if (objectType === OT.SecretData) return parseSecretData(obj, client);
   return parseOpaqueObject(obj);
 }
 

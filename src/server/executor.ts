@@ -314,11 +314,14 @@ export class Executor {
         results.push({ ...base, status: 'OperationFailed', reason, message });
         if (h.batchErrorContinuation === 'Undo') {
           await objects.undo();
+          // An undone item keeps its Response Payload: the Response Payload is present unless
+          // the item failed (KMIP 1.4 §7.2, 2.1 §8 Response Batch Item; BL-M-2-21 shows the
+          // undone Activate with its Unique Identifier).
           for (const r of results) {
-            if (r.status === 'Success') {
-              r.status = 'OperationUndone';
-              delete r.payload;
-            }
+            if (r.status === 'Success') r.status = 'OperationUndone';
+          }
+          for (const l of logs) {
+            if (l.result === 'Success') l.result = 'OperationUndone';
           }
           failed = true;
         } else if (h.batchErrorContinuation === 'Stop') {

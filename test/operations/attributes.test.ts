@@ -246,6 +246,30 @@ t.test('attribute operations', async (t) => {
     t.equal(clash.reason, R.IllegalOperation);
   });
 
+  await t.test('a Name the object already has is not unique either (BL-M-8-21)', async (t) => {
+    const v = { version: '2.1' as KmipVersion };
+    const name = (value: string) => T.struct(Tag.Name, [T.text(Tag.NameValue, value), T.enum(Tag.NameType, Enums.NameType.UninterpretedTextString)]);
+    const uid = await insertObject(engine, { attrs: [nameAttr('bl-m-8'), nameAttr('bl-m-8-second')] });
+    const U = T.text(Tag.UniqueIdentifier, uid);
+    const same = await engine.call(Op.AddAttribute, [U, T.struct(Tag.NewAttribute, [name('bl-m-8')])], v);
+    t.equal(same.status, FAILED);
+    t.equal(same.reason, R.NonUniqueNameAttribute, '2.x: Non Unique Name Attribute');
+    const same1x = await engine.call(Op.AddAttribute, [U, attribute1x('Name', T.struct(Tag.AttributeValue, [T.text(Tag.NameValue, 'bl-m-8'), T.enum(Tag.NameType, Enums.NameType.UninterpretedTextString)]))]);
+    t.equal(same1x.reason, R.InvalidField, '1.x: Invalid Field (no Non Unique Name Attribute before 2.0)');
+    // Modify one Name to the value of the other: two equal Names.
+    const clash = await engine.call(Op.ModifyAttribute, [U, T.struct(Tag.CurrentAttribute, [name('bl-m-8-second')]), T.struct(Tag.NewAttribute, [name('bl-m-8')])], v);
+    t.equal(clash.reason, R.NonUniqueNameAttribute, 'Modify to a Name the object has under another instance');
+    // Modify a Name to its own value, and add a new distinct one: fine.
+    t.equal((await engine.call(Op.ModifyAttribute, [U, T.struct(Tag.CurrentAttribute, [name('bl-m-8')]), T.struct(Tag.NewAttribute, [name('bl-m-8')])], v)).status, OK, 'a Name modified to its own value');
+    t.equal((await engine.call(Op.AddAttribute, [U, T.struct(Tag.NewAttribute, [name('bl-m-8-third')])], v)).status, OK, 'a new distinct Name');
+    const g = await engine.call(Op.GetAttributes, [U, T.enum(Tag.AttributeReference, Tag.Name)], v);
+    t.same(
+      attrs2x(g.payload).map((n) => (n.type === 'Structure' ? textValue(n.value.find((c) => c.tag === Tag.NameValue)) : undefined)),
+      ['bl-m-8', 'bl-m-8-second', 'bl-m-8-third'],
+      'the refused changes left the Names as they were',
+    );
+  });
+
   await t.test('single-instance and read-only attributes', async (t) => {
     const uid = await insertObject(engine);
     const ci = (v: string) => attribute1x('Contact Information', T.text(Tag.AttributeValue, v));

@@ -164,6 +164,47 @@ t.test('Create', async (t) => {
     }
   });
 
+  await t.test('Secret Data: random bytes of the requested length (TC-CREATE-SD-1)', async (t) => {
+    const sdPayload = (version: '1.4' | '2.1', attrs: ReturnType<typeof len>[]) => [T.enum(Tag.ObjectType, Enums.ObjectType.SecretData), ...createPayload(version, attrs).slice(1)];
+    const seen = new Set<string>();
+    for (const version of ['1.0', '1.4', '2.0', '2.1'] as const) {
+      const r = await engine.call(OP.Create, sdPayload(version === '1.0' || version === '1.4' ? '1.4' : '2.1', [len(80), nameA(`sd-${version}`)]), { version });
+      t.equal(r.status, OK, `${version}: ${r.message ?? 'created'}`);
+      t.equal(enumValue(r.payload, Tag.ObjectType), Enums.ObjectType.SecretData, 'the response names the Object Type');
+      const uid = text(r.payload, Tag.UniqueIdentifier)!;
+      const o = await stored(engine, uid);
+      t.equal(o.objectType, Enums.ObjectType.SecretData);
+      t.equal(o.state, ST.PreActive);
+      t.equal(scalar(attrValue(o, 'Cryptographic Length')), 80);
+      t.equal(attrValue(o, 'Cryptographic Algorithm'), undefined, 'no Cryptographic Algorithm');
+      const g = await get(engine, uid, version);
+      t.equal(g.status, OK);
+      const sd = g.payload?.value.find((c) => c.tag === Tag.SecretData);
+      t.equal(sd?.type === 'Structure' && enumValue(sd, Tag.SecretDataType), Enums.SecretDataType.Password, 'Secret Data Type Password');
+      const block = keyBlock(g.payload, Tag.SecretData);
+      t.equal(enumValue(block, Tag.KeyFormatType), KFT.Opaque, 'Opaque key block');
+      const secret = keyBytes(g.payload, Tag.SecretData)!;
+      t.equal(secret.length, 10, '80 bits are 10 bytes');
+      seen.add(secret.toString('hex'));
+      const digest = attrValue(o, 'Digest');
+      const dv = digest?.type === 'Structure' ? digest.value.find((c) => c.tag === Tag.DigestValue) : undefined;
+      t.same(dv?.type === 'ByteString' ? Buffer.from(dv.value) : undefined, createHash('sha256').update(secret).digest(), 'Digest: SHA-256 of the secret');
+    }
+    t.equal(seen.size, 4, 'every secret is new');
+    const cases: [string, ReturnType<typeof len>[], string][] = [
+      ['no length', [], 'MissingData'],
+      ['not whole bytes', [len(81)], 'InvalidField'],
+      ['too long', [len(8200)], 'InvalidField'],
+      ['zero', [len(0)], 'InvalidField'],
+      ['an algorithm', [len(128), alg(ALG.AES)], 'InvalidField'],
+    ];
+    for (const [what, attrs, why] of cases) {
+      const r = await engine.call(OP.Create, sdPayload('2.1', attrs), { version: '2.1' });
+      t.equal(r.status, FAILED, what);
+      t.equal(r.reason, reason(why), `${what}: ${why}`);
+    }
+  });
+
   await t.test('server-set attributes cannot be given', async (t) => {
     for (const version of ['1.0', '1.4', '2.1'] as const) {
       for (const bad of [a('State', T.enum(Tag.State, ST.Active)), a('Initial Date', T.date(Tag.InitialDate, 1n)), a('Unique Identifier', T.text(Tag.UniqueIdentifier, 'mine'))]) {

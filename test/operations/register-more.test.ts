@@ -39,6 +39,25 @@ t.test('Register: more object shapes', async (t) => {
     t.equal(without.reason, reason('MissingData'), 'no Key Value and no Key Value Location');
   });
 
+  await t.test('metadata-only Secret Data, under the same rule', async (t) => {
+    const mdo = T.struct(Tag.SecretData, [T.enum(Tag.SecretDataType, Enums.SecretDataType.Password), T.struct(Tag.KeyBlock, [T.enum(Tag.KeyFormatType, KFT.Opaque)])]);
+    const location = a('Key Value Location', T.struct(Tag.KeyValueLocation, [
+      T.text(Tag.KeyValueLocationValue, 'vault://pads/1'),
+      T.enum(Tag.KeyValueLocationType, Enums.KeyValueLocationType.URI),
+    ]));
+    const r = await register(engine, '1.3', OT.SecretData, mdo, [mask(M.Encrypt | M.Decrypt), location]);
+    t.equal(r.status, OK, r.message ?? '');
+    const uid = text(r.payload, Tag.UniqueIdentifier)!;
+    const o = await stored(engine, uid);
+    t.equal(scalar(attrValue(o, 'Key Value Present')), false, 'Key Value Present is false');
+    t.notOk(attrValue(o, 'Digest'), 'no digest without material');
+    const g = await get(engine, uid, '1.3');
+    t.equal(g.status, OK);
+    t.ok(nodesEqual(child(g.payload, Tag.SecretData)!, mdo), 'Get returns Secret Data Type and Key Block as registered');
+    const without = await register(engine, '1.3', OT.SecretData, mdo, [mask(M.Encrypt)]);
+    t.equal(without.reason, reason('MissingData'), 'no Key Value and no Key Value Location (TC-OTP-SETUP-2-13 is skipped for this)');
+  });
+
   await t.test('a PGP Key is kept as registered', async (t) => {
     const block = Buffer.concat([Buffer.from('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n'), randomBytes(200), Buffer.from('\n-----END PGP PUBLIC KEY BLOCK-----\n')]);
     const pgp = T.struct(Tag.PGPKey, [

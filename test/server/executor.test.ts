@@ -123,6 +123,9 @@ t.test('Batch Error Continuation: Stop, Continue, Undo', async (t) => {
 
   const undo = batchItems(await engine.request(items, { header: opt(Enums.BatchErrorContinuationOption.Undo) })).map(itemResult);
   t.same(undo.map((i) => i.status), [RS.OperationUndone, RS.OperationFailed], 'Undo: earlier items undone');
+  const undoneUid = undo[0]!.payload?.value.find((n) => n.tag === Tag.UniqueIdentifier);
+  t.equal(undoneUid?.type, 'TextString', 'an undone item keeps its Response Payload (the Unique Identifier it had)');
+  t.notOk(undo[1]!.payload, 'the failed item has no Response Payload');
   const located = await engine.call(Op.Locate, [
     T.struct(Tag.Attribute, [
       T.text(Tag.AttributeName, 'Name'),
