@@ -117,4 +117,5 @@ export const REASON_1X_FALLBACK: Partial<Record<ResultReasonName, ResultReasonNa
   NonUniqueNameAttribute: 'InvalidField',
   InvalidCSR: 'InvalidField',
   BadPassword: 'AuthenticationNotSuccessful',
+  InvalidAsynchronousCorrelationValue: 'ItemNotFound',
 };

@@ -33,6 +33,8 @@ import { rngSeedHandler } from './rng-seed.js';
 import { deriveKeyHandler } from './derive-key.js';
 import { interopHandler } from './interop.js';
 import { createSplitKeyHandler, joinSplitKeyHandler } from './split-key.js';
+import { archiveHandler, recoverHandler } from './archive.js';
+import { cancelHandler, pollHandler } from './poll-cancel.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -75,4 +77,8 @@ export const allHandlers: readonly OperationHandler[] = [
   interopHandler,
   createSplitKeyHandler,
   joinSplitKeyHandler,
+  archiveHandler,
+  recoverHandler,
+  pollHandler,
+  cancelHandler,
 ];

@@ -11,7 +11,8 @@ import {
   type ResponseBatchItem,
 } from '../codec/message.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { AccessPolicy, ClientIdentity, OperationContext, OperationHandler, ServerInfo } from '../operations/context.js';
+import type { AccessPolicy, AsyncAnswer, ClientIdentity, OperationContext, OperationHandler, ServerInfo } from '../operations/context.js';
+import { AsyncOperations, DEFAULT_ASYNC_LIMITS, type AsyncLimits } from './async.js';
 import { ObjectService, type MaterialSealer } from '../operations/objects.js';
 import { Enums, KMIP_VERSIONS, Tag, compareVersions, enumValueName, parseVersion, type KmipVersion } from '../spec/index.js';
 import { decodeTtlv, encodeTtlv, TtlvError, type StructureNode, type TtlvNode } from '../ttlv/index.js';
@@ -35,6 +36,25 @@ export interface ExecutorOptions {
   audit?: AuditSink;
   /** Told about every executed batch item (metrics, usage tracking); never changes a response. */
   observer?: ExecutorObserver;
+  /** Asynchronous operations (src/server/async.ts); defaults DEFAULT_ASYNC_LIMITS. */
+  async?: Partial<AsyncLimits>;
+}
+
+/**
+ * The operations kmipd answers with Operation Pending when the client sets the Asynchronous
+ * Indicator in a single-item request: Locate (a search over the whole keystore), Archive and
+ * Recover (KMIP 1.4 §4.23: Recover "MAY need asynchronous polling"), as the OASIS test cases
+ * TC-32 and TC-101 exercise them. Every other operation, and every multi-item batch (whose ID
+ * Placeholder and Stop / Continue / Undo rules tie its items together), is answered
+ * synchronously, as the server may always do (§6.8: the server decides).
+ */
+export const ASYNC_OPERATIONS: ReadonlySet<number> = new Set([Enums.Operation.Locate, Enums.Operation.Archive, Enums.Operation.Recover]);
+
+/** The ID Placeholder state of one message. */
+interface BatchState {
+  placeholder: string | undefined;
+  /** Set when a Locate left no placeholder: a later item without a uid then names no object (Item Not Found, TC-152). */
+  locatedNothing: boolean;
 }
 
 /** One batch item as an observer sees it, once its response is final (audited). */
@@ -86,8 +106,11 @@ export class Executor {
   private readonly clock: () => Date;
 
   private readonly serverInfo: ServerInfo;
+  /** The asynchronous operations this node accepted (Operation Pending), per client identity. */
+  readonly pending: AsyncOperations;
 
   constructor(private readonly opts: ExecutorOptions) {
+    this.pending = new AsyncOperations({ ...DEFAULT_ASYNC_LIMITS, ...opts.async });
     for (const h of opts.handlers) this.handlers.set(h.operation, h);
     this.serverInfo = { ...opts.server, handlers: [...this.handlers.values()] };
     this.clock = opts.clock ?? (() => new Date());
@@ -192,11 +215,6 @@ export class Executor {
       return this.failMessage(pv, 'InvalidMessage', `Batch Count says ${h.batchCount} but the message holds ${msg.items.length} batch items`);
     }
     if (msg.items.length === 0) return this.failMessage(pv, 'InvalidMessage', 'the message holds no batch item');
-    if (h.asynchronousIndicator) {
-      // kmipd answers every request synchronously; the spec's answer for a server that does not
-      // support asynchronous responses is Operation Failed / Feature Not Supported... per item.
-      return this.failItems(msg, version, 'FeatureNotSupported', 'asynchronous operations are not supported');
-    }
     const auth = this.authenticate(msg);
     if (auth) return this.failItems(msg, version, 'AuthenticationNotSuccessful', auth);
     if (!h.batchOrder && msg.items.length > 1) {
@@ -206,92 +224,203 @@ export class Executor {
       return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, RNG)');
     }
 
+    if (h.asynchronousIndicator && msg.items.length === 1) {
+      const deferred = this.defer(msg.items[0]!, version, identity, log);
+      if (deferred) return this.respond(pv, version, [deferred.result], [deferred.log], h.maximumResponseSize);
+    }
+
     const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
     held.objects = objects;
-    let placeholder: string | undefined;
-    // Set when a Locate left no placeholder: a later item without a uid then names no object (Item Not Found, TC-152).
-    let locatedNothing = false;
+    const batch: BatchState = { placeholder: undefined, locatedNothing: false };
     const results: ResponseBatchItem[] = [];
     const logs: ItemLog[] = [];
-    let failed = false;
     for (const item of msg.items) {
-      const handler = this.handlers.get(item.operation);
-      const base: ResponseBatchItem = { status: 'Success', operation: item.operation };
-      if (item.uniqueBatchItemId) base.uniqueBatchItemId = item.uniqueBatchItemId;
-      const opName = enumValueName('Operation', item.operation) ?? `0x${item.operation.toString(16)}`;
-      if (failed) {
-        // Stop: the remaining items are not executed and not answered (KMIP §"Batch Error
-        // Continuation Option": the response holds only the items processed).
+      const { result, itemLog, failed } = await this.runItem(item, version, identity, log, objects, batch);
+      results.push(result);
+      logs.push(itemLog);
+      if (!failed) continue;
+      if (h.batchErrorContinuation === 'Undo') {
+        await objects.undo();
+        for (const r of results) {
+          if (r.status === 'Success') {
+            r.status = 'OperationUndone';
+            delete r.payload;
+          }
+        }
         break;
       }
-      const itemLog: ItemLog = { operation: opName, result: 'Success' };
-      const itemStarted = performance.now();
-      let target: string | undefined; // the object the item named, for the record of a failure
-      try {
-        if (!handler || compareVersions(handler.since, version) > 0) {
-          throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
-        }
-        checkMessageExtension(item);
-        let opLog: Logger | undefined;
-        const ctx: OperationContext = {
-          identity,
-          version,
-          // Built on first use: most items never log, and a child logger per item costs.
-          get log(): Logger {
-            return (opLog ??= log.child({ op: opName }));
-          },
-          objects,
-          server: this.serverInfo,
-          now: this.clock,
-          idPlaceholder: placeholder,
-          setIdPlaceholder: (uid) => {
-            placeholder = uid;
-          },
-          uidOrPlaceholder: (payload: StructureNode) => {
-            const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
-            if (uid !== undefined) return (target = uid);
-            if (placeholder !== undefined) return (target = placeholder);
-            if (locatedNothing) throw new KmipError('ItemNotFound', 'the Locate before this item did not find exactly one object');
-            throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
-          },
-        };
-        const payload = await handler.handle(ctx, item.payload);
-        // ID Placeholder: the uid an item produced. A Locate that found several (or none)
-        // leaves no placeholder (KMIP 1.4 §4.9, 2.1 §6.1.27).
-        const uids = payload.filter((c) => c.tag === Tag.UniqueIdentifier);
-        const uid = uids[0];
-        if (uid?.type === 'TextString') itemLog.uid = uid.value;
-        if (uids.length === 1 && uid?.type === 'TextString') {
-          placeholder = uid.value;
-          locatedNothing = false;
-        } else if (item.operation === Enums.Operation.Locate) {
-          placeholder = undefined;
-          locatedNothing = true;
-        }
-        results.push({ ...base, payload });
-      } catch (e) {
-        const { reason, message } = this.toKmipError(e, log, opName);
-        itemLog.result = 'OperationFailed';
-        itemLog.reason = reason;
-        if (itemLog.uid === undefined && target !== undefined) itemLog.uid = target;
-        results.push({ ...base, status: 'OperationFailed', reason, message });
-        if (h.batchErrorContinuation === 'Undo') {
-          await objects.undo();
-          for (const r of results) {
-            if (r.status === 'Success') {
-              r.status = 'OperationUndone';
-              delete r.payload;
-            }
-          }
-          failed = true;
-        } else if (h.batchErrorContinuation === 'Stop') {
-          failed = true;
-        }
-      }
-      itemLog.ms = performance.now() - itemStarted;
-      logs.push(itemLog);
+      // Stop: the remaining items are not executed and not answered (KMIP §"Batch Error
+      // Continuation Option": the response holds only the items processed).
+      if (h.batchErrorContinuation === 'Stop') break;
     }
     return this.respond(pv, version, results, logs, h.maximumResponseSize);
+  }
+
+  /**
+   * Executes one batch item against `objects` (the message's journal) and `batch` (its ID
+   * Placeholder). Never throws: a failure is the item's Operation Failed result.
+   */
+  private async runItem(
+    item: RequestBatchItem,
+    version: KmipVersion,
+    identity: ClientIdentity,
+    log: Logger,
+    objects: ObjectService,
+    batch: BatchState,
+  ): Promise<{ result: ResponseBatchItem; itemLog: ItemLog; failed: boolean }> {
+    const handler = this.handlers.get(item.operation);
+    const base: ResponseBatchItem = { status: 'Success', operation: item.operation };
+    if (item.uniqueBatchItemId) base.uniqueBatchItemId = item.uniqueBatchItemId;
+    const opName = enumValueName('Operation', item.operation) ?? `0x${item.operation.toString(16)}`;
+    const itemLog: ItemLog = { operation: opName, result: 'Success' };
+    const itemStarted = performance.now();
+    let target: string | undefined; // the object the item named, for the record of a failure
+    let answer: AsyncAnswer | undefined;
+    let result: ResponseBatchItem;
+    let failed = false;
+    try {
+      if (!handler || compareVersions(handler.since, version) > 0) {
+        throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
+      }
+      checkMessageExtension(item);
+      let opLog: Logger | undefined;
+      const pending = this.pending;
+      const ctx: OperationContext = {
+        identity,
+        version,
+        // Built on first use: most items never log, and a child logger per item costs.
+        get log(): Logger {
+          return (opLog ??= log.child({ op: opName }));
+        },
+        objects,
+        server: this.serverInfo,
+        now: this.clock,
+        idPlaceholder: batch.placeholder,
+        setIdPlaceholder: (uid) => {
+          batch.placeholder = uid;
+        },
+        uidOrPlaceholder: (payload: StructureNode) => {
+          const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
+          if (uid !== undefined) return (target = uid);
+          if (batch.placeholder !== undefined) return (target = batch.placeholder);
+          if (batch.locatedNothing) throw new KmipError('ItemNotFound', 'the Locate before this item did not find exactly one object');
+          throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
+        },
+        async: {
+          poll: (value) => pending.poll(identity.name, value),
+          cancel: (value) => pending.cancel(identity.name, value),
+        },
+        answerAs: (a) => {
+          answer = a;
+        },
+      };
+      const payload = await handler.handle(ctx, item.payload);
+      // ID Placeholder: the uid an item produced. A Locate that found several (or none)
+      // leaves no placeholder (KMIP 1.4 §4.9, 2.1 §6.1.27).
+      const uids = payload.filter((c) => c.tag === Tag.UniqueIdentifier);
+      const uid = uids[0];
+      if (uid?.type === 'TextString') itemLog.uid = uid.value;
+      if (uids.length === 1 && uid?.type === 'TextString') {
+        batch.placeholder = uid.value;
+        batch.locatedNothing = false;
+      } else if (item.operation === Enums.Operation.Locate) {
+        batch.placeholder = undefined;
+        batch.locatedNothing = true;
+      }
+      if (answer) {
+        // Poll: the pending operation's own response item.
+        result = { ...base, operation: answer.operation, status: answer.status };
+        if (answer.reason !== undefined) result.reason = answer.reason;
+        if (answer.message !== undefined) result.message = answer.message;
+        if (answer.correlation !== undefined) result.asynchronousCorrelationValue = answer.correlation;
+        if (answer.status === 'Success') result.payload = payload;
+        itemLog.result = answer.status;
+        if (answer.reason !== undefined) itemLog.reason = answer.reason;
+      } else {
+        result = { ...base, payload };
+      }
+    } catch (e) {
+      const { reason, message } = this.toKmipError(e, log, opName);
+      itemLog.result = 'OperationFailed';
+      itemLog.reason = reason;
+      if (itemLog.uid === undefined && target !== undefined) itemLog.uid = target;
+      result = { ...base, status: 'OperationFailed', reason, message };
+      failed = true;
+    }
+    itemLog.ms = performance.now() - itemStarted;
+    return { result, itemLog, failed };
+  }
+
+  /**
+   * The Operation Pending answer for a single-item request whose client accepts asynchronous
+   * responses, when the operation is one kmipd runs asynchronously (ASYNC_OPERATIONS) and the
+   * client has room in the table; undefined: run it now.
+   */
+  private defer(item: RequestBatchItem, version: KmipVersion, identity: ClientIdentity, log: Logger): { result: ResponseBatchItem; log: ItemLog } | undefined {
+    if (!ASYNC_OPERATIONS.has(item.operation)) return undefined;
+    const handler = this.handlers.get(item.operation);
+    if (!handler || compareVersions(handler.since, version) > 0) return undefined;
+    const value = this.pending.add(identity.name, item.operation, () => this.runDetached(item, version, identity, log));
+    if (!value) return undefined;
+    const result: ResponseBatchItem = { operation: item.operation, status: 'OperationPending', asynchronousCorrelationValue: value };
+    if (item.uniqueBatchItemId) result.uniqueBatchItemId = item.uniqueBatchItemId;
+    const itemLog: ItemLog = { operation: handler.name, result: 'OperationPending' };
+    const uid = optValue(item.payload, Tag.UniqueIdentifier, 'TextString');
+    if (uid !== undefined) itemLog.uid = uid;
+    return { result, log: itemLog };
+  }
+
+  /**
+   * Runs a deferred item in the background, audited on its own (the Operation Pending answer
+   * was audited with its request): its changes stand only once its record is durable.
+   */
+  private async runDetached(item: RequestBatchItem, version: KmipVersion, identity: ClientIdentity, log: Logger): Promise<ResponseBatchItem> {
+    const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
+    const { result, itemLog } = await this.runItem(item, version, identity, log, objects, { placeholder: undefined, locatedNothing: false });
+    delete result.uniqueBatchItemId; // Poll answers with its own
+    const audit = this.opts.audit;
+    if (audit) {
+      try {
+        await audit.record([
+          {
+            kind: 'kmip',
+            time: this.clock(),
+            identity: identity.name,
+            fingerprint: identity.fingerprint,
+            address: identity.address,
+            version,
+            operation: itemLog.operation,
+            object: itemLog.operation === 'Locate' ? undefined : itemLog.uid,
+            result: itemLog.result,
+            reason: itemLog.reason,
+          },
+        ]);
+      } catch (e) {
+        log.error({ err: (e as Error).message, item: itemLog }, 'audit trail unavailable; the asynchronous operation fails and its changes are undone');
+        this.opts.observer?.auditFailed?.();
+        try {
+          await objects.undo();
+        } catch (u) {
+          log.error({ err: u }, 'undoing an unaudited operation failed');
+        }
+        return { operation: item.operation, status: 'OperationFailed', reason: 'GeneralFailure', message: 'audit trail unavailable' };
+      }
+    }
+    objects.commit();
+    try {
+      const e: ExecutedItem = { operation: itemLog.operation, result: itemLog.result, identity: identity.name, seconds: (itemLog.ms ?? 0) / 1000 };
+      if (itemLog.reason !== undefined) e.reason = itemLog.reason;
+      if (itemLog.uid !== undefined) e.uid = itemLog.uid;
+      this.opts.observer?.executed?.([e]);
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'executor observer failed');
+    }
+    return result;
+  }
+
+  /** Stops the asynchronous operations: queued ones are canceled, running ones finish. */
+  async close(): Promise<void> {
+    await this.pending.close();
   }
 
   /** A whole-message error response (for frames that could not be read at all). */

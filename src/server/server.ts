@@ -1,3 +1,4 @@
+import type { AsyncLimits } from './async.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
@@ -303,7 +304,14 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
-export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: number, policy?: AccessPolicy, observer?: ServerObserver, info: { port?: number; leaseTimeSeconds?: number } = {}): Executor {
+export function buildExecutor(
+  state: ServerState,
+  log: Logger,
+  maxMessageSize: number,
+  policy?: AccessPolicy,
+  observer?: ServerObserver,
+  info: { port?: number; leaseTimeSeconds?: number; async?: Partial<AsyncLimits> } = {},
+): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
     store: guardStore(state.store),
@@ -319,6 +327,7 @@ export function buildExecutor(state: ServerState, log: Logger, maxMessageSize: n
     maxMessageSize,
     audit: state.audit,
   };
+  if (info.async) opts.async = info.async;
   if (observer) {
     opts.observer = observer;
     if (observer.instrumentStore) opts.store = guardStore(observer.instrumentStore(state.store));
@@ -390,6 +399,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       await trustSync?.close();
       trust.close();
       await listener.close();
+      await executor.close(); // queued asynchronous operations are canceled, running ones finish
       await state.close();
     },
   };

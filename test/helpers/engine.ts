@@ -11,6 +11,7 @@ import type { AccessPolicy } from '../../src/operations/context.js';
 import { buildExecutor, openServerState, type ServerState } from '../../src/server/server.js';
 import { silentLogger } from '../../src/server/log.js';
 import type { Executor } from '../../src/server/executor.js';
+import type { AsyncLimits } from '../../src/server/async.js';
 import { Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, decodeTtlv, encodeTtlv, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 
@@ -76,8 +77,18 @@ export function batchItems(response: StructureNode): StructureNode[] {
   return response.value.filter((c): c is StructureNode => c.tag === Tag.BatchItem && c.type === 'Structure');
 }
 
-export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number } = {}): Promise<Engine> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
+export async function startEngine(
+  opts: {
+    policy?: Partial<AccessPolicy>;
+    auth?: { username: string; password: string };
+    leaseTimeSeconds?: number;
+    /** Asynchronous operation limits (src/server/async.ts), e.g. startDelayMs. */
+    async?: Partial<AsyncLimits>;
+    /** Use this data directory (kept on close) instead of a fresh temporary one: a restart. */
+    dataDir?: string;
+  } = {},
+): Promise<Engine> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
   const log = silentLogger();
   const state = await openServerState(dataDir, { log });
   const policy: AccessPolicy = { ...state.manifest.policy, ...opts.policy };
@@ -85,7 +96,10 @@ export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?:
     writeFileSync(join(dataDir, 'password'), opts.auth.password, { mode: 0o600 });
     state.manifest.auth = { username: opts.auth.username, passwordFile: 'password' };
   }
-  const executor = buildExecutor(state, log, 1024 * 1024, policy, undefined, opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {});
+  const executor = buildExecutor(state, log, 1024 * 1024, policy, undefined, {
+    ...(opts.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: opts.leaseTimeSeconds } : {}),
+    ...(opts.async ? { async: opts.async } : {}),
+  });
   const run = async (bytes: Buffer, identity: string): Promise<StructureNode> => {
     const r = await executor.execute(bytes, { name: identity }, log);
     const tree = decodeTtlv(r.response);
@@ -106,8 +120,9 @@ export async function startEngine(opts: { policy?: Partial<AccessPolicy>; auth?:
       return itemResult(item);
     },
     async close() {
+      await executor.close();
       await state.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
   return engine;
