@@ -56,7 +56,7 @@ export interface AsyncAnswer {
 /** The requesting client's asynchronous operations on this node (src/server/async.ts). */
 export interface AsyncAccess {
   /** Throws Invalid Asynchronous Correlation Value when the client has no operation by that value. */
-  poll(correlation: Uint8Array): AsyncAnswer;
+  poll(correlation: Uint8Array): Promise<AsyncAnswer>;
   /** The Cancellation Result (Enums.CancellationResult). */
   cancel(correlation: Uint8Array): number;
 }

@@ -3,8 +3,9 @@
  * operation kmipd answered with Operation Pending (the table and its rules: src/server/async.ts).
  *
  * - Poll (request: Asynchronous Correlation Value): answers with the pending operation's own
- *   batch item, its Operation and Result Status: Operation Pending again (with the value) while
- *   it is queued or running, then its final Success payload or Operation Failed reason. A value
+ *   batch item, its Operation and Result Status: the final Success payload or Operation Failed
+ *   reason, or Operation Pending again (with the value) while it still runs. A Poll starts a
+ *   queued operation at once and waits a little for it. A value
  *   this client does not hold (unknown, expired, another identity's, accepted by another node)
  *   is Invalid Asynchronous Correlation Value, which 1.x clients receive as Item Not Found.
  * - Cancel (request: Asynchronous Correlation Value; response: the value and a Cancellation
@@ -30,7 +31,7 @@ export const pollHandler: OperationHandler = {
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     const value = reqValue(payload, Tag.AsynchronousCorrelationValue, 'ByteString');
-    const answer = asyncAccess(ctx).poll(value);
+    const answer = await asyncAccess(ctx).poll(value);
     if (!ctx.answerAs) throw new KmipError('OperationNotSupported', 'Poll is not available here');
     ctx.answerAs(answer);
     return answer.payload ?? [];

@@ -6,15 +6,17 @@
  *   queued  --(start delay elapsed)-->  running  --(handler done)-->  done (Success / Failed)
  *   queued  --(Cancel)-->  canceled
  *
- * - A queued operation waits `startDelayMs` in the node's queue before it runs: the window during
- *   which a client can still Cancel it (Cancellation Result Canceled; it never runs). Once it
- *   runs, Cancel answers Unable to Cancel (a handler is not interrupted half way through its
- *   writes); once it is done, Completed or Failed, as the spec defines them.
- * - Poll answers Operation Pending while the operation is queued or running, then its final
- *   response item (Success with its payload, or Operation Failed with its reason); a canceled
- *   operation answers Operation Failed / Operation Canceled By Requester. A finished result stays
- *   pollable until it expires (`ttlMs` after it finished), so a client that lost a Poll response
- *   can ask again.
+ * - A queued operation waits up to `startDelayMs` in the node's queue before it runs: the window
+ *   during which a client can still Cancel it (Cancellation Result Canceled; it never runs).
+ *   Once it runs, Cancel answers Unable to Cancel (a handler is not interrupted half way through
+ *   its writes); once it is done, Completed or Failed, as the spec defines them.
+ * - Poll is the client asking for the result: it starts a queued operation at once (the client
+ *   has given up the chance to cancel it) and waits up to `pollWaitMs` for it; it answers the
+ *   final response item (Success with its payload, or Operation Failed with its reason), or
+ *   Operation Pending again with the same value while the operation still runs. A canceled
+ *   operation answers Operation Failed / Operation Canceled By Requester. A finished result
+ *   stays pollable until it expires (`ttlMs` after it finished), so a client that lost a Poll
+ *   response can ask again.
  * - Every entry belongs to the client identity that asked: another identity's Poll gets Invalid
  *   Asynchronous Correlation Value (1.x: Item Not Found) and its Cancel Unavailable, exactly as
  *   for a value that never existed. Correlation values are 16 random bytes (node:crypto).
@@ -31,15 +33,17 @@ import type { AsyncAnswer } from '../operations/context.js';
 import { Enums } from '../spec/index.js';
 
 export interface AsyncLimits {
-  /** How long an operation stays queued (cancellable) before it runs, in ms. */
+  /** How long an operation stays queued (cancellable) before it runs, in ms, unless a Poll starts it. */
   startDelayMs: number;
+  /** How long a Poll waits for a running operation to finish before it answers Operation Pending, in ms. */
+  pollWaitMs: number;
   /** Entries (queued, running or finished) one identity may hold. */
   maxPerIdentity: number;
   /** How long a finished result stays pollable, in ms. */
   ttlMs: number;
 }
 
-export const DEFAULT_ASYNC_LIMITS: AsyncLimits = { startDelayMs: 1000, maxPerIdentity: 64, ttlMs: 10 * 60_000 };
+export const DEFAULT_ASYNC_LIMITS: AsyncLimits = { startDelayMs: 1000, pollWaitMs: 2000, maxPerIdentity: 64, ttlMs: 10 * 60_000 };
 
 type EntryState = 'queued' | 'running' | 'done' | 'canceled';
 
@@ -49,6 +53,7 @@ interface Entry {
   identity: string;
   operation: number;
   state: EntryState;
+  run: () => Promise<ResponseBatchItem>;
   timer?: NodeJS.Timeout;
   running?: Promise<void>;
   result?: ResponseBatchItem;
@@ -82,18 +87,19 @@ export class AsyncOperations {
       this.entries.delete(finished.key);
     }
     const value = randomBytes(16);
-    const entry: Entry = { key: value.toString('hex'), value, identity, operation, state: 'queued' };
-    entry.timer = setTimeout(() => this.start(entry, run), this.limits.startDelayMs);
+    const entry: Entry = { key: value.toString('hex'), value, identity, operation, state: 'queued', run };
+    entry.timer = setTimeout(() => this.start(entry), this.limits.startDelayMs);
     entry.timer.unref();
     this.entries.set(entry.key, entry);
     return value;
   }
 
-  private start(entry: Entry, run: () => Promise<ResponseBatchItem>): void {
+  private start(entry: Entry): void {
     if (entry.state !== 'queued') return;
+    clearTimeout(entry.timer);
     delete entry.timer;
     entry.state = 'running';
-    entry.running = run().then(
+    entry.running = entry.run().then(
       (result) => this.finish(entry, result),
       // `run` reports its own failures; this is the last line of defence.
       (e: unknown) => this.finish(entry, { operation: entry.operation, status: 'OperationFailed', reason: 'GeneralFailure', message: e instanceof KmipError ? e.message : 'internal error; see the server log' }),
@@ -118,10 +124,20 @@ export class AsyncOperations {
     return e && e.identity === identity ? e : undefined;
   }
 
-  /** Poll: the answer for `identity`'s operation `value`. */
-  poll(identity: string, value: Uint8Array): AsyncAnswer {
+  /**
+   * Poll: the answer for `identity`'s operation `value`. A Poll means the client wants the result
+   * rather than a chance to cancel: a queued operation starts at once, and the Poll waits up to
+   * `pollWaitMs` for a running one before it answers Operation Pending.
+   */
+  async poll(identity: string, value: Uint8Array): Promise<AsyncAnswer> {
     const e = this.lookup(identity, value);
     if (!e) throw new KmipError('InvalidAsynchronousCorrelationValue', 'no asynchronous operation of this client has that Asynchronous Correlation Value (unknown, expired, or accepted by another node)');
+    if (e.state === 'queued' && !this.closed) this.start(e);
+    if (e.running && this.limits.pollWaitMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([e.running, new Promise<void>((r) => (timer = setTimeout(r, this.limits.pollWaitMs)))]);
+      clearTimeout(timer);
+    }
     switch (e.state) {
       case 'queued':
       case 'running':

@@ -141,10 +141,6 @@ t.test('Cancel before the operation starts: Canceled, and it never runs', async 
   for (const version of ['1.4', '2.1'] as const) {
     const pending = await one(engine, Op.Archive, [uidNode(uid)], { version, async: true });
     t.equal(pending.status, RS.OperationPending, `${version}: Archive pending`);
-    const still = await poll(engine, pending.correlation!, { version });
-    t.equal(still.status, RS.OperationPending, 'Poll: still pending');
-    t.equal(still.operation, Op.Archive);
-    t.same(still.correlation, pending.correlation, 'the pending Poll answer carries the value');
     const c = await cancel(engine, pending.correlation!, { version });
     t.equal(c.status, RS.Success);
     t.equal(c.operation, Op.Cancel);
@@ -155,6 +151,30 @@ t.test('Cancel before the operation starts: Canceled, and it never runs', async 
     t.equal(after.status, RS.OperationFailed);
     t.equal(after.reason, RR.OperationCanceledByRequester, 'Poll of a canceled operation');
     t.equal((await get(engine, uid, version)).status, RS.Success, 'the canceled Archive never ran: Get works');
+  }
+});
+
+t.test('a Poll starts a queued operation; Operation Pending while it runs', async (t) => {
+  // pollWaitMs 0: the Poll answers at once, before the operation it started can finish.
+  const engine = await startEngine({ async: { startDelayMs: NEVER, pollWaitMs: 0 } });
+  t.teardown(() => engine.close());
+  const uid = await createKey(engine, '1.4');
+  for (const version of ['1.4', '2.1'] as const) {
+    const archive = await one(engine, Op.Archive, [uidNode(uid)], { version, async: true });
+    t.equal(archive.status, RS.OperationPending);
+    const still = await poll(engine, archive.correlation!, { version });
+    t.equal(still.status, RS.OperationPending, `${version}: Poll while it runs: pending`);
+    t.equal(still.operation, Op.Archive, 'with the original operation');
+    t.same(still.correlation, archive.correlation, 'and the same value');
+    t.notOk(still.payload);
+    const { final } = await settle(engine, archive.correlation!, { version });
+    t.equal(final.status, RS.Success, 'the Poll started it although its start delay never elapses');
+    t.equal((await get(engine, uid, version)).reason, RR.ObjectArchived);
+    const c = await cancel(engine, archive.correlation!, { version });
+    t.equal(cancellation(c), CR.Completed);
+    const recover = await one(engine, Op.Recover, [uidNode(uid)], { version, async: true });
+    t.equal((await settle(engine, recover.correlation!, { version })).final.status, RS.Success);
+    t.equal((await get(engine, uid, version)).status, RS.Success, 'recovered');
   }
 });
 
