@@ -6,6 +6,7 @@ import t from 'tap';
 import { Enums, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { batchItems, startEngine, type Engine } from '../helpers/engine.js';
+import { records } from '../audit/_audit.js';
 import { createKey, get, nameA, AES256, template, uidNode } from '../operations/_keys.js';
 
 const Op = Enums.Operation;
@@ -176,6 +177,24 @@ t.test('a Poll starts a queued operation; Operation Pending while it runs', asyn
     t.equal((await settle(engine, recover.correlation!, { version })).final.status, RS.Success);
     t.equal((await get(engine, uid, version)).status, RS.Success, 'recovered');
   }
+});
+
+t.test('the audit trail records the Operation Pending answer and the background result', async (t) => {
+  const engine = await startEngine({ async: { startDelayMs: 0 } });
+  t.teardown(() => engine.close());
+  const uid = await createKey(engine, '1.4');
+  const pending = await one(engine, Op.Archive, [uidNode(uid)], { async: true });
+  t.equal((await settle(engine, pending.correlation!)).final.status, RS.Success);
+  const archive = records(engine.dataDir).filter((r) => r.kind === 'kmip' && r.operation === 'Archive');
+  t.same(
+    archive.map((r) => [r.result, r.object, r.identity]),
+    [
+      ['OperationPending', uid, 'alice'],
+      ['Success', uid, 'alice'],
+    ],
+    'one record for the answer, one for the operation itself',
+  );
+  t.ok(records(engine.dataDir).some((r) => r.operation === 'Poll' && r.result === 'Success'), 'the Poll is recorded too');
 });
 
 t.test('errors inside the background operation come back through Poll', async (t) => {
