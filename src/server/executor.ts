@@ -221,7 +221,7 @@ export class Executor {
       // Batch Order Option false lets the server reorder; executing in order is always permitted.
     }
     if (h.batchErrorContinuation === 'Undo' && !this.undoable(msg)) {
-      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, RNG)');
+      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, Cancel)');
     }
 
     if (h.asynchronousIndicator && msg.items.length === 1) {
@@ -436,7 +436,8 @@ export class Executor {
   }
 
   private undoable(msg: RequestMessage): boolean {
-    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions]);
+    // Cancel: a canceled asynchronous operation cannot be queued again.
+    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions, Enums.Operation.Cancel]);
     return msg.items.every((i) => !notUndoable.has(i.operation));
   }
 

@@ -153,6 +153,15 @@ t.test('Cancel before the operation starts: Canceled, and it never runs', async 
     t.equal(after.reason, RR.OperationCanceledByRequester, 'Poll of a canceled operation');
     t.equal((await get(engine, uid, version)).status, RS.Success, 'the canceled Archive never ran: Get works');
   }
+  // A cancellation cannot be rolled back: no Undo batch with Cancel.
+  const undo = await engine.request(
+    [
+      { operation: Op.Cancel, payload: [T.bytes(Tag.AsynchronousCorrelationValue, Buffer.alloc(16))] },
+      { operation: Op.Get, payload: [uidNode(uid)] },
+    ],
+    { header: [T.enum(Tag.BatchErrorContinuationOption, Enums.BatchErrorContinuationOption.Undo)] },
+  );
+  t.same(batchItems(undo).map((i) => read(i).reason), [RR.FeatureNotSupported, RR.FeatureNotSupported], 'Undo with Cancel: Feature Not Supported');
 });
 
 t.test('a Poll starts a queued operation; Operation Pending while it runs', async (t) => {
