@@ -20,8 +20,6 @@ export interface SkipEntry {
 
 const SKIPJACK =
   'SKIPJACK (80-bit key; NIST disallowed it for encryption after 2010 and OpenSSL 3 has no implementation): kmipd does not offer it';
-const ASYNC =
-  'the transcript depends on asynchronous processing (Operation Pending, Poll, Cancel); kmipd answers every request synchronously (see src/server/executor.ts)';
 
 const RNG_SEED =
   "one of the RNG Cryptographic profile's four alternative answers to the same RNG Seed (all 32 bytes used, 16 used, none used, Permission Denied): kmipd's randomness is OpenSSL's DRBG through node:crypto, which has no interface to add seed material, so kmipd answers Data Length 0 (the seed is not used), as CS-RNG-O-3 expects";
@@ -53,9 +51,6 @@ export const SKIPS: readonly SkipEntry[] = [
   { match: 'SKFF-O-1-*', reason: SKIPJACK },
   { match: 'SKFF-O-2-*', reason: SKIPJACK },
   { match: 'SKFF-O-3-*', reason: SKIPJACK },
-  // KMIP Test Cases 1.x §3.2 Asynchronous Locate and §10.1 Archive/Recover (Operation Pending).
-  { match: 'TC-32-*', reason: ASYNC },
-  { match: 'TC-101-*', reason: ASYNC },
   // RNG Cryptographic optional test cases 1-4 send the same seed and expect four different
   // answers: each a server's choice. kmipd's is CS-RNG-O-3 (src/operations/rng-seed.ts).
   { match: 'CS-RNG-O-1-*', reason: RNG_SEED },

@@ -120,4 +120,5 @@ export const REASON_1X_FALLBACK: Partial<Record<ResultReasonName, ResultReasonNa
   BadPassword: 'AuthenticationNotSuccessful',
   // 1.4's reason; 1.0-1.3 have no closer one (Put of an identifier that exists).
   ObjectAlreadyExists: 'IllegalOperation',
+  InvalidAsynchronousCorrelationValue: 'ItemNotFound',
 };

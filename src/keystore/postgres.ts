@@ -829,7 +829,10 @@ export class PostgresKeyStore implements KeyStore, NodeRegistry, SchemaAware {
       anyOf('o.state', q.states, '::int8[]');
     }
     for (const f of q.filters ?? []) {
-      if (typeof f.name !== 'string' || f.name.includes('\u0000')) return null; // no such attribute can be stored
+      if (typeof f.name !== 'string' || f.name.includes('\u0000')) {
+        if (f.kind === 'absent') continue; // no such attribute can be stored: absent everywhere
+        return null; // ...and matches nothing
+      }
       const sub = (cond: string): void => {
         where.push(`o.seq IN (SELECT seq FROM ${s}attr_index WHERE ${cond})`);
       };
@@ -851,6 +854,9 @@ export class PostgresKeyStore implements KeyStore, NodeRegistry, SchemaAware {
         }
         case 'present':
           sub(`name = ${param(f.name)}`);
+          break;
+        case 'absent':
+          where.push(`NOT EXISTS (SELECT 1 FROM ${s}attr_index a WHERE a.seq = o.seq AND a.name = ${param(f.name)})`);
           break;
         default:
           throw new TypeError(`unknown filter kind ${String((f as { kind: unknown }).kind)}`);

@@ -692,7 +692,8 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
     // When an attribute filter drives the query, the owner/type/state indexes are disabled
     // (unary +): an attribute match is nearly always the more selective, and a planner that
     // picked "owner = x" for an owner of a million objects would scan them all.
-    const attrDriven = filters.length > 0;
+    // ('absent' is no such match: it drops few objects.)
+    const attrDriven = filters.some((f) => f.kind !== 'absent');
     const col = (c: string): string => (attrDriven ? `+o.${c}` : `o.${c}`);
     if (q.owners !== undefined) {
       if (q.owners.length === 0) return null;
@@ -707,9 +708,12 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
       inList(col('state'), q.states);
     }
     for (const f of filters) {
-      // A name no object ever had matches nothing.
+      // A name no object ever had matches nothing (and is absent from every object).
       const nameId = this.#lookupName(f.name);
-      if (nameId === undefined) return null;
+      if (nameId === undefined) {
+        if (f.kind === 'absent') continue;
+        return null;
+      }
       switch (f.kind) {
         case 'equals':
           where.push('o.seq IN (SELECT seq FROM attr_index WHERE name_id = ? AND key = ?)');
@@ -734,6 +738,10 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
         }
         case 'present':
           where.push('o.seq IN (SELECT seq FROM attr_index WHERE name_id = ?)');
+          params.push(nameId);
+          break;
+        case 'absent':
+          where.push('NOT EXISTS (SELECT 1 FROM attr_index a WHERE a.seq = o.seq AND a.name_id = ?)');
           params.push(nameId);
           break;
         default:

@@ -60,7 +60,9 @@ export type AttributeFilter =
   /** An inclusive range on a Date-Time attribute, in seconds since the epoch. */
   | { kind: 'range'; name: string; from?: bigint; to?: bigint }
   /** The attribute exists (any value). */
-  | { kind: 'present'; name: string };
+  | { kind: 'present'; name: string }
+  /** The object has no instance of the attribute (Locate leaves archived objects out this way). */
+  | { kind: 'absent'; name: string };
 
 export interface LocateQuery {
   /** Only objects owned by one of these identities; undefined means every owner (admin view). */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { KmipAttribute } from '../codec/attributes.js';
+import type { ResultReasonName } from '../codec/errors.js';
 import type { KmipVersion } from '../spec/index.js';
 import type { StructureNode, TtlvNode } from '../ttlv/types.js';
 import type { ObjectService } from './objects.js';
@@ -60,6 +61,25 @@ export interface SessionContext {
   presenter: ClientIdentity;
 }
 
+/** The response item of an asynchronous operation, as Poll answers it (the original operation's). */
+export interface AsyncAnswer {
+  operation: number;
+  status: 'Success' | 'OperationFailed' | 'OperationPending';
+  reason?: ResultReasonName;
+  message?: string;
+  /** The Asynchronous Correlation Value, while the operation is still pending. */
+  correlation?: Buffer;
+  payload?: TtlvNode[];
+}
+
+/** The requesting client's asynchronous operations on this node (src/server/async.ts). */
+export interface AsyncAccess {
+  /** Throws Invalid Asynchronous Correlation Value when the client has no operation by that value. */
+  poll(correlation: Uint8Array): Promise<AsyncAnswer>;
+  /** The Cancellation Result (Enums.CancellationResult). */
+  cancel(correlation: Uint8Array): number;
+}
+
 /** Everything a handler may use for one batch item. */
 export interface OperationContext {
   /** Whose objects and rights the request uses: the client, or the delegating identity of a delegated ticket. */
@@ -79,6 +99,13 @@ export interface OperationContext {
   permittedOperations: ReadonlySet<number> | undefined;
   /** Client-supplied text for this item's audit record (the Log operation); never key material. */
   auditMessage(text: string): void;
+  /** This client's asynchronous operations (Poll, Cancel); absent where the executor offers none. */
+  async?: AsyncAccess;
+  /**
+   * Poll only: answer this batch item as `answer` (its operation, status, reason and payload)
+   * instead of as a successful Poll.
+   */
+  answerAs?(answer: AsyncAnswer): void;
 }
 
 export interface OperationHandler {

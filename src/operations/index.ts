@@ -42,6 +42,8 @@ import { importHandler } from './import.js';
 import { adjustAttributeHandler } from './adjust-attribute.js';
 import { setEndpointRoleHandler } from './set-endpoint-role.js';
 import { getConstraintsHandler, setConstraintsHandler } from './constraints.js';
+import { archiveHandler, recoverHandler } from './archive.js';
+import { cancelHandler, pollHandler } from './poll-cancel.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -97,4 +99,8 @@ export const allHandlers: readonly OperationHandler[] = [
   setEndpointRoleHandler,
   setConstraintsHandler,
   getConstraintsHandler,
+  archiveHandler,
+  recoverHandler,
+  pollHandler,
+  cancelHandler,
 ];

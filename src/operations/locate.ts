@@ -11,9 +11,10 @@
  * - Cryptographic Usage Mask matches objects having at least the requested bits; Usage Limits
  *   objects with at least the requested count and total; structured attributes (Link,
  *   Application Specific Information, Name with Name Type, ...) match on the fields given.
- * - Storage Status Mask (absent: on-line only). kmipd keeps no archived objects. Destroyed
- *   objects are never on-line: 2.x finds them only with Destroyed Storage; 1.x, which has no
- *   such bit, does not find them at all (as the OASIS 1.x SKFF test cases expect).
+ * - Storage Status Mask (absent: on-line only). Archived objects (archive.ts) are in Archival
+ *   Storage, not on-line: found only when the mask has that bit. Destroyed objects are never
+ *   on-line: 2.x finds them only with Destroyed Storage; 1.x, which has no such bit, does not
+ *   find them at all (as the OASIS 1.x SKFF test cases expect).
  * - Object Group Member (1.1+): a group is a pool the server serves objects from, oldest first.
  *   Group Member Fresh finds the objects whose Fresh is true, oldest first (TC-152: the first
  *   registered key comes first). Group Member Default finds the group's default object, by
@@ -33,6 +34,7 @@ import { Enums, Masks, Tag, compareVersions } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
 import { isCustom, objectView, partialMatch, type View } from './attribute-support.js';
 import { isDestroyed } from './lifecycle.js';
+import { ARCHIVE_DATE } from './archive.js';
 import type { OperationContext, OperationHandler } from './context.js';
 
 interface Plan {
@@ -289,11 +291,20 @@ export const locateHandler: OperationHandler = {
     const member = optValue(payload, Tag.ObjectGroupMember, 'Enumeration');
     const plan = buildPlan(readCriteria(ctx, payload));
 
-    // Storage Status Mask: which objects are searched at all.
+    // Storage Status Mask: which objects are searched at all. Live objects are on-line, or
+    // archival when archived (Archive Date set, archive.ts); destroyed ones are neither.
     const online = (mask & SSM.OnLineStorage) !== 0;
+    const archival = (mask & SSM.ArchivalStorage) !== 0;
     const destroyed = v2 && (mask & SSM.DestroyedStorage) !== 0;
-    const searchable = ALL_STATES.filter((s) => (isDestroyed(s) ? destroyed : online));
+    const live = online || archival;
+    const searchable = ALL_STATES.filter((s) => (isDestroyed(s) ? destroyed : live));
     if (searchable.length < ALL_STATES.length) plan.storedStates = intersect(plan.storedStates, searchable);
+    if (live && online !== archival) {
+      // Only one of the two live storages: the keystore filters on Archive Date, unless
+      // destroyed objects (archived or not) are searched too.
+      if (!destroyed) plan.filters.push({ kind: archival ? 'present' : 'absent', name: ARCHIVE_DATE });
+      else plan.post.push((v) => isDestroyed(v.obj.state) || v.obj.attributes.some((a) => a.name === ARCHIVE_DATE) === archival);
+    }
 
     if (member === Enums.ObjectGroupMember.GroupMemberFresh) plan.filters.push({ kind: 'equals', name: 'Fresh', value: true });
     else if (member !== undefined && member !== Enums.ObjectGroupMember.GroupMemberDefault) {

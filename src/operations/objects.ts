@@ -74,14 +74,21 @@ export class ObjectService {
   /**
    * The object `uid` if this client may use it for `access`. Otherwise the same ItemNotFound as
    * for an object that does not exist, except that an admin who may see it but not read its
-   * material gets PermissionDenied.
+   * material gets PermissionDenied. An archived object (one with an Archive Date, see
+   * archive.ts) is out of service: 'manage' and 'material' access to it is Object Archived,
+   * unless `opts.archived` (Archive, Recover) accepts it.
    */
-  async find(uid: string, access: Access): Promise<StoredObject> {
+  async find(uid: string, access: Access, opts: { archived?: boolean } = {}): Promise<StoredObject> {
     // Checked before existence: the answer is the same for every uid outside the Rights.
     if (this.restriction && !this.restriction.has(uid)) throw new KmipError('NotAuthorised', 'the ticket\'s Rights do not include this object');
     const obj = await this.store.get(uid);
     if (!obj) throw new KmipError('ItemNotFound', `no object with Unique Identifier '${uid}'`);
-    if (this.allowed(obj, access)) return obj;
+    if (this.allowed(obj, access)) {
+      if (access !== 'read' && !opts.archived && obj.attributes.some((a) => a.name === 'Archive Date')) {
+        throw new KmipError('ObjectArchived', 'the object is archived; Recover it first');
+      }
+      return obj;
+    }
     if (this.allowed(obj, 'read')) throw new KmipError('PermissionDenied', 'not permitted to read this object\'s key material');
     throw new KmipError('ItemNotFound', `no object with Unique Identifier '${uid}'`);
   }

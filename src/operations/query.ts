@@ -10,7 +10,8 @@
  * - Application Namespaces, Extension List/Map, Attestation Types, Validations: kmipd has none,
  *   so nothing is returned (the spec allows an empty answer for each).
  * - RNGs: the DRBG behind node:crypto (OpenSSL 3's default CTR-DRBG over AES-256).
- * - Capabilities: no streaming, no asynchronous operations, no attestation; Batch Undo and
+ * - Capabilities: no streaming; asynchronous operations (Locate, Archive, Recover answer Operation
+ *   Pending when the client allows it, see src/server/executor.ts); no attestation; Batch Undo and
  *   Batch Continue (1.4+) as the executor implements them; Destroy deletes key material and keeps
  *   the metadata.
  * - Profiles: the server profiles whose mandatory OASIS test cases kmipd passes (query-profiles.ts),
@@ -83,7 +84,7 @@ function rngs(): TtlvNode[] {
 function capabilities(ctx: OperationContext): TtlvNode[] {
   const c: TtlvNode[] = [
     T.bool(Tag.StreamingCapability, false),
-    T.bool(Tag.AsynchronousCapability, false),
+    T.bool(Tag.AsynchronousCapability, true),
     T.bool(Tag.AttestationCapability, false),
   ];
   if (tagInVersion(Tag.BatchUndoCapability, ctx.version)) c.push(T.bool(Tag.BatchUndoCapability, true));

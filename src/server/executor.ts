@@ -11,7 +11,8 @@ import {
   type ResponseBatchItem,
 } from '../codec/message.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { AccessPolicy, ClientIdentity, OperationContext, OperationHandler, ServerInfo } from '../operations/context.js';
+import type { AccessPolicy, AsyncAnswer, ClientIdentity, OperationContext, OperationHandler, ServerInfo } from '../operations/context.js';
+import { AsyncOperations, DEFAULT_ASYNC_LIMITS, type AsyncLimits } from './async.js';
 import { permittedOperations, rightsFor, type Ticket, type TicketService } from '../operations/tickets.js';
 import { ObjectService, type MaterialSealer } from '../operations/objects.js';
 import { Enums, KMIP_VERSIONS, Tag, compareVersions, enumValueName, parseVersion, type KmipVersion } from '../spec/index.js';
@@ -41,6 +42,25 @@ export interface ExecutorOptions {
   audit?: AuditSink;
   /** Told about every executed batch item (metrics, usage tracking); never changes a response. */
   observer?: ExecutorObserver;
+  /** Asynchronous operations (src/server/async.ts); defaults DEFAULT_ASYNC_LIMITS. */
+  async?: Partial<AsyncLimits>;
+}
+
+/**
+ * The operations kmipd answers with Operation Pending when the client sets the Asynchronous
+ * Indicator in a single-item request: Locate (a search over the whole keystore), Archive and
+ * Recover (KMIP 1.4 §4.23: Recover "MAY need asynchronous polling"), as the OASIS test cases
+ * TC-32 and TC-101 exercise them. Every other operation, and every multi-item batch (whose ID
+ * Placeholder and Stop / Continue / Undo rules tie its items together), is answered
+ * synchronously, as the server may always do (§6.8: the server decides).
+ */
+export const ASYNC_OPERATIONS: ReadonlySet<number> = new Set([Enums.Operation.Locate, Enums.Operation.Archive, Enums.Operation.Recover]);
+
+/** The ID Placeholder state of one message. */
+interface BatchState {
+  placeholder: string | undefined;
+  /** Set when a Locate left no placeholder: a later item without a uid then names no object (Item Not Found, TC-152). */
+  locatedNothing: boolean;
 }
 
 /** One batch item as an observer sees it, once its response is final (audited). */
@@ -71,15 +91,23 @@ interface RunState {
 
 type AuthOutcome = { ok: true; effective: ClientIdentity; ticket: Ticket | undefined } | { ok: false; reason: ResultReasonName; message: string };
 
+/** Who a batch item runs for: the TLS identity that presented the request, and its ticket, if any. */
+interface ItemAuth {
+  presenter: ClientIdentity;
+  ticket: Ticket | undefined;
+  /** The operations a delegated ticket permits (undefined: no restriction). */
+  permitted: ReadonlySet<number> | undefined;
+}
+
 export interface ItemLog {
   operation: string;
   uid?: string;
   result: string;
   reason?: string;
-  /** How long the handler took, in ms (absent for items answered without running one). */
-  ms?: number;
   /** Client text for the audit record (Log); never put in the server log. */
   message?: string;
+  /** How long the handler took, in ms (absent for items answered without running one). */
+  ms?: number;
 }
 
 export interface ExecuteResult {
@@ -98,8 +126,11 @@ export class Executor {
   private readonly clock: () => Date;
 
   private readonly serverInfo: ServerInfo;
+  /** The asynchronous operations this node accepted (Operation Pending), per client identity. */
+  readonly pending: AsyncOperations;
 
   constructor(private readonly opts: ExecutorOptions) {
+    this.pending = new AsyncOperations({ ...DEFAULT_ASYNC_LIMITS, ...opts.async });
     for (const h of opts.handlers) this.handlers.set(h.operation, h);
     this.serverInfo = { ...opts.server, handlers: [...this.handlers.values()] };
     this.clock = opts.clock ?? (() => new Date());
@@ -215,11 +246,6 @@ export class Executor {
       return this.failMessage(pv, 'InvalidMessage', `Batch Count says ${h.batchCount} but the message holds ${msg.items.length} batch items`);
     }
     if (msg.items.length === 0) return this.failMessage(pv, 'InvalidMessage', 'the message holds no batch item');
-    if (h.asynchronousIndicator) {
-      // kmipd answers every request synchronously; the spec's answer for a server that does not
-      // support asynchronous responses is Operation Failed / Feature Not Supported... per item.
-      return this.failItems(msg, version, 'FeatureNotSupported', 'asynchronous operations are not supported');
-    }
     const auth = this.authenticate(msg, identity, version, log);
     if (!auth.ok) return this.failItems(msg, version, auth.reason, auth.message);
     const ticket = auth.ticket;
@@ -228,110 +254,224 @@ export class Executor {
       // Batch Order Option false lets the server reorder; executing in order is always permitted.
     }
     if (h.batchErrorContinuation === 'Undo' && !this.undoable(msg)) {
-      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, Login, Delegated Login, Logout)');
+      return this.failItems(msg, version, 'FeatureNotSupported', 'Undo is not possible for a batch with operations that cannot be rolled back (Query, Discover Versions, Login, Delegated Login, Logout, Cancel)');
+    }
+
+    // Not under a delegated ticket: its Rights restrict the request's objects, which a
+    // background run (with a journal of its own) would not see.
+    if (h.asynchronousIndicator && msg.items.length === 1 && !ticket?.rights) {
+      const deferred = this.defer(msg.items[0]!, version, auth.effective, log);
+      if (deferred) return this.respond(pv, version, [deferred.result], [deferred.log], h.maximumResponseSize);
     }
 
     const objects = new ObjectService(this.opts.store, this.opts.sealer, auth.effective, this.opts.policy);
-    const permitted = ticket?.rights ? permittedOperations(ticket.rights) : undefined;
     held.objects = objects;
-    let placeholder: string | undefined;
-    // Set when a Locate left no placeholder: a later item without a uid then names no object (Item Not Found, TC-152).
-    let locatedNothing = false;
+    const itemAuth: ItemAuth = { presenter: identity, ticket, permitted: ticket?.rights ? permittedOperations(ticket.rights) : undefined };
+    const batch: BatchState = { placeholder: undefined, locatedNothing: false };
     const results: ResponseBatchItem[] = [];
     const logs: ItemLog[] = [];
-    let failed = false;
     for (const item of msg.items) {
-      const handler = this.handlers.get(item.operation);
-      const base: ResponseBatchItem = { status: 'Success', operation: item.operation };
-      if (item.uniqueBatchItemId) base.uniqueBatchItemId = item.uniqueBatchItemId;
-      const opName = enumValueName('Operation', item.operation) ?? `0x${item.operation.toString(16)}`;
-      if (failed) {
-        // Stop: the remaining items are not executed and not answered (KMIP §"Batch Error
-        // Continuation Option": the response holds only the items processed).
+      const { result, itemLog, failed } = await this.runItem(item, version, auth.effective, log, objects, batch, itemAuth);
+      results.push(result);
+      logs.push(itemLog);
+      if (!failed) continue;
+      if (h.batchErrorContinuation === 'Undo') {
+        await objects.undo();
+        // An undone item keeps its Response Payload: the Response Payload is present unless
+        // the item failed (KMIP 1.4 §7.2, 2.1 §8 Response Batch Item; BL-M-2-21 shows the
+        // undone Activate with its Unique Identifier).
+        for (const r of results) {
+          if (r.status === 'Success') r.status = 'OperationUndone';
+        }
+        for (const l of logs) {
+          if (l.result === 'Success') l.result = 'OperationUndone';
+        }
         break;
       }
-      const itemLog: ItemLog = { operation: opName, result: 'Success' };
-      const itemStarted = performance.now();
-      let target: string | undefined; // the object the item named, for the record of a failure
-      try {
-        if (!handler || compareVersions(handler.since, version) > 0) {
-          throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
-        }
-        checkMessageExtension(item);
-        if (ticket?.rights) {
-          // A delegated ticket: only the operations and objects its Rights name.
-          const r = rightsFor(ticket.rights, item.operation);
-          if (!r.allowed) throw new KmipError('NotAuthorised', `the ticket's Rights do not include ${opName}`);
-          objects.restrictTo(r.objects);
-        }
-        let opLog: Logger | undefined;
-        const ctx: OperationContext = {
-          identity: auth.effective,
-          version,
-          // Built on first use: most items never log, and a child logger per item costs.
-          get log(): Logger {
-            return (opLog ??= log.child({ op: opName }));
-          },
-          objects,
-          server: this.serverInfo,
-          now: this.clock,
-          idPlaceholder: placeholder,
-          setIdPlaceholder: (uid) => {
-            placeholder = uid;
-          },
-          uidOrPlaceholder: (payload: StructureNode) => {
-            const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
-            if (uid !== undefined) return (target = uid);
-            if (placeholder !== undefined) return (target = placeholder);
-            if (locatedNothing) throw new KmipError('ItemNotFound', 'the Locate before this item did not find exactly one object');
-            throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
-          },
-          session: { tickets: this.opts.tickets, ticket, presenter: identity },
-          permittedOperations: permitted,
-          auditMessage: (text) => {
-            itemLog.message = text;
-          },
-        };
-        const payload = await handler.handle(ctx, item.payload);
-        // ID Placeholder: the uid an item produced. A Locate that found several (or none)
-        // leaves no placeholder (KMIP 1.4 §4.9, 2.1 §6.1.27).
-        const uids = payload.filter((c) => c.tag === Tag.UniqueIdentifier);
-        const uid = uids[0];
-        if (uid?.type === 'TextString') itemLog.uid = uid.value;
-        if (uids.length === 1 && uid?.type === 'TextString') {
-          placeholder = uid.value;
-          locatedNothing = false;
-        } else if (item.operation === Enums.Operation.Locate) {
-          placeholder = undefined;
-          locatedNothing = true;
-        }
-        results.push({ ...base, payload });
-      } catch (e) {
-        const { reason, message } = this.toKmipError(e, log, opName);
-        itemLog.result = 'OperationFailed';
-        itemLog.reason = reason;
-        if (itemLog.uid === undefined && target !== undefined) itemLog.uid = target;
-        results.push({ ...base, status: 'OperationFailed', reason, message });
-        if (h.batchErrorContinuation === 'Undo') {
-          await objects.undo();
-          // An undone item keeps its Response Payload: the Response Payload is present unless
-          // the item failed (KMIP 1.4 §7.2, 2.1 §8 Response Batch Item; BL-M-2-21 shows the
-          // undone Activate with its Unique Identifier).
-          for (const r of results) {
-            if (r.status === 'Success') r.status = 'OperationUndone';
-          }
-          for (const l of logs) {
-            if (l.result === 'Success') l.result = 'OperationUndone';
-          }
-          failed = true;
-        } else if (h.batchErrorContinuation === 'Stop') {
-          failed = true;
-        }
-      }
-      itemLog.ms = performance.now() - itemStarted;
-      logs.push(itemLog);
+      // Stop: the remaining items are not executed and not answered (KMIP §"Batch Error
+      // Continuation Option": the response holds only the items processed).
+      if (h.batchErrorContinuation === 'Stop') break;
     }
     return this.respond(pv, version, results, logs, h.maximumResponseSize);
+  }
+
+  /**
+   * Executes one batch item against `objects` (the message's journal) and `batch` (its ID
+   * Placeholder). Never throws: a failure is the item's Operation Failed result.
+   */
+  private async runItem(
+    item: RequestBatchItem,
+    version: KmipVersion,
+    identity: ClientIdentity,
+    log: Logger,
+    objects: ObjectService,
+    batch: BatchState,
+    auth: ItemAuth = { presenter: identity, ticket: undefined, permitted: undefined },
+  ): Promise<{ result: ResponseBatchItem; itemLog: ItemLog; failed: boolean }> {
+    const handler = this.handlers.get(item.operation);
+    const base: ResponseBatchItem = { status: 'Success', operation: item.operation };
+    if (item.uniqueBatchItemId) base.uniqueBatchItemId = item.uniqueBatchItemId;
+    const opName = enumValueName('Operation', item.operation) ?? `0x${item.operation.toString(16)}`;
+    const itemLog: ItemLog = { operation: opName, result: 'Success' };
+    const itemStarted = performance.now();
+    let target: string | undefined; // the object the item named, for the record of a failure
+    let answer: AsyncAnswer | undefined;
+    let result: ResponseBatchItem;
+    let failed = false;
+    try {
+      if (!handler || compareVersions(handler.since, version) > 0) {
+        throw new KmipError('OperationNotSupported', `operation ${opName} is not supported${handler ? ` in KMIP ${version}` : ''}`);
+      }
+      checkMessageExtension(item);
+      if (auth.ticket?.rights) {
+        // A delegated ticket: only the operations and objects its Rights name.
+        const r = rightsFor(auth.ticket.rights, item.operation);
+        if (!r.allowed) throw new KmipError('NotAuthorised', `the ticket's Rights do not include ${opName}`);
+        objects.restrictTo(r.objects);
+      }
+      let opLog: Logger | undefined;
+      const pending = this.pending;
+      const ctx: OperationContext = {
+        identity,
+        version,
+        // Built on first use: most items never log, and a child logger per item costs.
+        get log(): Logger {
+          return (opLog ??= log.child({ op: opName }));
+        },
+        objects,
+        server: this.serverInfo,
+        now: this.clock,
+        idPlaceholder: batch.placeholder,
+        setIdPlaceholder: (uid) => {
+          batch.placeholder = uid;
+        },
+        uidOrPlaceholder: (payload: StructureNode) => {
+          const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString');
+          if (uid !== undefined) return (target = uid);
+          if (batch.placeholder !== undefined) return (target = batch.placeholder);
+          if (batch.locatedNothing) throw new KmipError('ItemNotFound', 'the Locate before this item did not find exactly one object');
+          throw new KmipError('MissingData', 'no Unique Identifier and no ID Placeholder from an earlier batch item');
+        },
+        session: { tickets: this.opts.tickets, ticket: auth.ticket, presenter: auth.presenter },
+        permittedOperations: auth.permitted,
+        auditMessage: (text) => {
+          itemLog.message = text;
+        },
+        async: {
+          poll: (value) => pending.poll(identity.name, value),
+          cancel: (value) => pending.cancel(identity.name, value),
+        },
+        answerAs: (a) => {
+          answer = a;
+        },
+      };
+      const payload = await handler.handle(ctx, item.payload);
+      // ID Placeholder: the uid an item produced. A Locate that found several (or none)
+      // leaves no placeholder (KMIP 1.4 §4.9, 2.1 §6.1.27).
+      const uids = payload.filter((c) => c.tag === Tag.UniqueIdentifier);
+      const uid = uids[0];
+      if (uid?.type === 'TextString') itemLog.uid = uid.value;
+      if (uids.length === 1 && uid?.type === 'TextString') {
+        batch.placeholder = uid.value;
+        batch.locatedNothing = false;
+      } else if (item.operation === Enums.Operation.Locate) {
+        batch.placeholder = undefined;
+        batch.locatedNothing = true;
+      }
+      if (answer) {
+        // Poll: the pending operation's own response item.
+        result = { ...base, operation: answer.operation, status: answer.status };
+        if (answer.reason !== undefined) result.reason = answer.reason;
+        if (answer.message !== undefined) result.message = answer.message;
+        if (answer.correlation !== undefined) result.asynchronousCorrelationValue = answer.correlation;
+        if (answer.status === 'Success') result.payload = payload;
+        itemLog.result = answer.status;
+        if (answer.reason !== undefined) itemLog.reason = answer.reason;
+      } else {
+        result = { ...base, payload };
+      }
+    } catch (e) {
+      const { reason, message } = this.toKmipError(e, log, opName);
+      itemLog.result = 'OperationFailed';
+      itemLog.reason = reason;
+      if (itemLog.uid === undefined && target !== undefined) itemLog.uid = target;
+      result = { ...base, status: 'OperationFailed', reason, message };
+      failed = true;
+    }
+    itemLog.ms = performance.now() - itemStarted;
+    return { result, itemLog, failed };
+  }
+
+  /**
+   * The Operation Pending answer for a single-item request whose client accepts asynchronous
+   * responses, when the operation is one kmipd runs asynchronously (ASYNC_OPERATIONS) and the
+   * client has room in the table; undefined: run it now.
+   */
+  private defer(item: RequestBatchItem, version: KmipVersion, identity: ClientIdentity, log: Logger): { result: ResponseBatchItem; log: ItemLog } | undefined {
+    if (!ASYNC_OPERATIONS.has(item.operation)) return undefined;
+    const handler = this.handlers.get(item.operation);
+    if (!handler || compareVersions(handler.since, version) > 0) return undefined;
+    const value = this.pending.add(identity.name, item.operation, () => this.runDetached(item, version, identity, log));
+    if (!value) return undefined;
+    const result: ResponseBatchItem = { operation: item.operation, status: 'OperationPending', asynchronousCorrelationValue: value };
+    if (item.uniqueBatchItemId) result.uniqueBatchItemId = item.uniqueBatchItemId;
+    const itemLog: ItemLog = { operation: handler.name, result: 'OperationPending' };
+    const uid = optValue(item.payload, Tag.UniqueIdentifier, 'TextString');
+    if (uid !== undefined) itemLog.uid = uid;
+    return { result, log: itemLog };
+  }
+
+  /**
+   * Runs a deferred item in the background, audited on its own (the Operation Pending answer
+   * was audited with its request): its changes stand only once its record is durable.
+   */
+  private async runDetached(item: RequestBatchItem, version: KmipVersion, identity: ClientIdentity, log: Logger): Promise<ResponseBatchItem> {
+    const objects = new ObjectService(this.opts.store, this.opts.sealer, identity, this.opts.policy);
+    const { result, itemLog } = await this.runItem(item, version, identity, log, objects, { placeholder: undefined, locatedNothing: false });
+    delete result.uniqueBatchItemId; // Poll answers with its own
+    const audit = this.opts.audit;
+    if (audit) {
+      try {
+        await audit.record([
+          {
+            kind: 'kmip',
+            time: this.clock(),
+            identity: identity.name,
+            fingerprint: identity.fingerprint,
+            address: identity.address,
+            version,
+            operation: itemLog.operation,
+            object: itemLog.operation === 'Locate' ? undefined : itemLog.uid,
+            result: itemLog.result,
+            reason: itemLog.reason,
+          },
+        ]);
+      } catch (e) {
+        log.error({ err: (e as Error).message, item: itemLog }, 'audit trail unavailable; the asynchronous operation fails and its changes are undone');
+        this.opts.observer?.auditFailed?.();
+        try {
+          await objects.undo();
+        } catch (u) {
+          log.error({ err: u }, 'undoing an unaudited operation failed');
+        }
+        return { operation: item.operation, status: 'OperationFailed', reason: 'GeneralFailure', message: 'audit trail unavailable' };
+      }
+    }
+    objects.commit();
+    try {
+      const e: ExecutedItem = { operation: itemLog.operation, result: itemLog.result, identity: identity.name, seconds: (itemLog.ms ?? 0) / 1000 };
+      if (itemLog.reason !== undefined) e.reason = itemLog.reason;
+      if (itemLog.uid !== undefined) e.uid = itemLog.uid;
+      this.opts.observer?.executed?.([e]);
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'executor observer failed');
+    }
+    return result;
+  }
+
+  /** Stops the asynchronous operations: queued ones are canceled, running ones finish. */
+  async close(): Promise<void> {
+    await this.pending.close();
   }
 
   /** A whole-message error response (for frames that could not be read at all). */
@@ -347,9 +487,17 @@ export class Executor {
   }
 
   private undoable(msg: RequestMessage): boolean {
+    // Cancel: a canceled asynchronous operation cannot be queued again.
     // Tickets live outside the keystore's journal: a Logout cannot be taken back, nor a ticket
     // issued by a Login or Delegated Login whose value the undone response would never deliver.
-    const notUndoable = new Set<number>([Enums.Operation.Query, Enums.Operation.DiscoverVersions, Enums.Operation.Login, Enums.Operation.DelegatedLogin, Enums.Operation.Logout]);
+    const notUndoable = new Set<number>([
+      Enums.Operation.Query,
+      Enums.Operation.DiscoverVersions,
+      Enums.Operation.Login,
+      Enums.Operation.DelegatedLogin,
+      Enums.Operation.Logout,
+      Enums.Operation.Cancel,
+    ]);
     return msg.items.every((i) => !notUndoable.has(i.operation));
   }
 
@@ -440,17 +588,6 @@ function timingSafeEqualStr(a: string, b: string): boolean {
   return diff === 0;
 }
 
-/** The Ticket Value of a Ticket credential's value (Credential Value / Ticket), if of Ticket Type Login. */
-function ticketValue(credentialValue: StructureNode): Uint8Array | undefined {
-  try {
-    const t = opt(credentialValue, Tag.Ticket, 'Structure') ?? credentialValue;
-    if (optValue(t, Tag.TicketType, 'Enumeration') !== Enums.TicketType.Login) return undefined;
-    return optValue(t, Tag.TicketValue, 'ByteString');
-  } catch {
-    return undefined; // a field of the wrong type
-  }
-}
-
 function checkMessageExtension(item: RequestBatchItem): void {
   const ext = item.messageExtension;
   if (!ext) return;
@@ -482,4 +619,15 @@ export function peekVersionBytes(frame: Buffer): { major: number; minor: number 
   if (tagAt(0) !== Tag.RequestMessage || tagAt(8) !== Tag.RequestHeader || tagAt(16) !== Tag.ProtocolVersion) return undefined;
   if (tagAt(24) !== Tag.ProtocolVersionMajor || frame[27] !== 0x02 || tagAt(40) !== Tag.ProtocolVersionMinor || frame[43] !== 0x02) return undefined;
   return { major: frame.readInt32BE(32), minor: frame.readInt32BE(48) };
+}
+
+/** The Ticket Value of a Ticket credential's value (Credential Value / Ticket), if of Ticket Type Login. */
+function ticketValue(credentialValue: StructureNode): Uint8Array | undefined {
+  try {
+    const t = opt(credentialValue, Tag.Ticket, 'Structure') ?? credentialValue;
+    if (optValue(t, Tag.TicketType, 'Enumeration') !== Enums.TicketType.Login) return undefined;
+    return optValue(t, Tag.TicketValue, 'ByteString');
+  } catch {
+    return undefined; // a field of the wrong type
+  }
 }

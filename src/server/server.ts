@@ -1,3 +1,4 @@
+import type { AsyncLimits } from './async.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
@@ -314,7 +315,7 @@ export function buildExecutor(
   maxMessageSize: number,
   policy?: AccessPolicy,
   observer?: ServerObserver,
-  info: { port?: number; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date; upstreams?: readonly string[] } = {},
+  info: { port?: number; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date; upstreams?: readonly string[]; async?: Partial<AsyncLimits> } = {},
 ): Executor {
   const m = state.manifest;
   const opts: ConstructorParameters<typeof Executor>[0] = {
@@ -335,6 +336,7 @@ export function buildExecutor(
     tickets: new TicketService(info.ticketLifetimeSeconds !== undefined ? { maxLifetimeSeconds: info.ticketLifetimeSeconds } : {}),
   };
   if (info.clock) opts.clock = info.clock;
+  if (info.async) opts.async = info.async;
   if (observer) {
     opts.observer = observer;
     if (observer.instrumentStore) opts.store = guardStore(observer.instrumentStore(state.store));
@@ -408,6 +410,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       await trustSync?.close();
       trust.close();
       await listener.close();
+      await executor.close(); // queued asynchronous operations are canceled, running ones finish
       await state.close();
     },
   };

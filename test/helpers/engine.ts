@@ -11,6 +11,7 @@ import type { AccessPolicy } from '../../src/operations/context.js';
 import { buildExecutor, openServerState, type ServerState } from '../../src/server/server.js';
 import { silentLogger } from '../../src/server/log.js';
 import type { Executor } from '../../src/server/executor.js';
+import type { AsyncLimits } from '../../src/server/async.js';
 import { Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, decodeTtlv, encodeTtlv, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 
@@ -77,9 +78,20 @@ export function batchItems(response: StructureNode): StructureNode[] {
 }
 
 export async function startEngine(
-  opts: { policy?: Partial<AccessPolicy>; auth?: { username: string; password: string }; leaseTimeSeconds?: number; ticketLifetimeSeconds?: number; clock?: () => Date; upstreams?: string[] } = {},
+  opts: {
+    ticketLifetimeSeconds?: number;
+    clock?: () => Date;
+    upstreams?: string[];
+    policy?: Partial<AccessPolicy>;
+    auth?: { username: string; password: string };
+    leaseTimeSeconds?: number;
+    /** Asynchronous operation limits (src/server/async.ts), e.g. startDelayMs. */
+    async?: Partial<AsyncLimits>;
+    /** Use this data directory (kept on close) instead of a fresh temporary one: a restart. */
+    dataDir?: string;
+  } = {},
 ): Promise<Engine> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kmipd-engine-'));
   const log = silentLogger();
   const state = await openServerState(dataDir, { log });
   const policy: AccessPolicy = { ...state.manifest.policy, ...opts.policy };
@@ -92,6 +104,7 @@ export async function startEngine(
     ...(opts.ticketLifetimeSeconds !== undefined ? { ticketLifetimeSeconds: opts.ticketLifetimeSeconds } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.upstreams !== undefined ? { upstreams: opts.upstreams } : {}),
+    ...(opts.async ? { async: opts.async } : {}),
   });
   const run = async (bytes: Buffer, identity: string): Promise<StructureNode> => {
     const r = await executor.execute(bytes, { name: identity }, log);
@@ -113,8 +126,9 @@ export async function startEngine(
       return itemResult(item);
     },
     async close() {
+      await executor.close();
       await state.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
   return engine;

@@ -90,7 +90,7 @@ t.test('Query', async (t) => {
     t.same(enums(rng, Tag.RNGAlgorithm), [Enums.RNGAlgorithm.DRBG]);
     const cap = struct(r.payload, Tag.CapabilityInformation);
     t.equal(boolIn(cap, Tag.StreamingCapability), false);
-    t.equal(boolIn(cap, Tag.AsynchronousCapability), false);
+    t.equal(boolIn(cap, Tag.AsynchronousCapability), true, "Locate, Archive, Recover may answer Operation Pending");
     t.equal(boolIn(cap, Tag.AttestationCapability), false);
     t.equal(boolIn(cap, Tag.BatchUndoCapability), true, 'the executor implements Undo');
     t.equal(boolIn(cap, Tag.BatchContinueCapability), true);
