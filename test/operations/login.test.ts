@@ -228,6 +228,15 @@ t.test('Delegated Login: the delegate acts for the delegating identity within th
   );
   r = await as(OP.DelegatedLogin, [rights]);
   t.equal(r.reason, reason('NotAuthorised'), 'DelegatedLogin is not in the Rights');
+  // Asynchronous Indicator: under a delegated ticket the Locate runs at once, inside the Rights
+  // (a background run would not carry them).
+  r = await engine.call(OP.Locate, [], { version: V, identity: 'bob', header: [T.bool(Tag.AsynchronousIndicator, true), ...ticketHeader(ticket)] });
+  t.equal(r.status, OK, `answered synchronously: ${r.message ?? ''}`);
+  t.same(
+    (r.payload?.value ?? []).filter((c) => c.tag === Tag.UniqueIdentifier).map((c) => c.value),
+    [k0],
+    'an asynchronous-capable Locate under the ticket still shows only the objects the Rights name',
+  );
 
   // Counted like a Login ticket.
   r = await engine.call(OP.DelegatedLogin, [T.int(Tag.RequestCount, 1), T.struct(Tag.Rights, [T.struct(Tag.Right, [])])], { version: V, identity: 'alice' });
