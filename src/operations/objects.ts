@@ -82,7 +82,7 @@ export class ObjectService {
     // Checked before existence: the answer is the same for every uid outside the Rights.
     if (this.restriction && !this.restriction.has(uid)) throw new KmipError('NotAuthorised', 'the ticket\'s Rights do not include this object');
     const obj = await this.store.get(uid);
-    if (!obj) throw new KmipError('ItemNotFound', `no object with Unique Identifier '${uid}'`);
+    if (!obj) throw new KmipError('ObjectNotFound', `no object with Unique Identifier '${uid}'`);
     if (this.allowed(obj, access)) {
       if (access !== 'read' && !opts.archived && obj.attributes.some((a) => a.name === 'Archive Date')) {
         throw new KmipError('ObjectArchived', 'the object is archived; Recover it first');
@@ -90,7 +90,7 @@ export class ObjectService {
       return obj;
     }
     if (this.allowed(obj, 'read')) throw new KmipError('PermissionDenied', 'not permitted to read this object\'s key material');
-    throw new KmipError('ItemNotFound', `no object with Unique Identifier '${uid}'`);
+    throw new KmipError('ObjectNotFound', `no object with Unique Identifier '${uid}'`);
   }
 
   /**

@@ -141,3 +141,8 @@ export function revokePayload(uid: string, code: number, occurrence?: bigint, me
 export function expectedReason(version: KmipVersion, v2: string, v1: string): number {
   return reason(isV2(version) ? v2 : v1);
 }
+
+/** The reason for a Unique Identifier that names no object this client may see: Object Not Found from 2.0, Item Not Found before. */
+export function notFound(version: KmipVersion): number {
+  return expectedReason(version, 'ObjectNotFound', 'ItemNotFound');
+}

@@ -6,7 +6,7 @@ import t from 'tap';
 import { Enums, Tag } from '../../src/spec/index.js';
 import { T } from '../../src/ttlv/index.js';
 import { startEngine } from '../helpers/engine.js';
-import { ALG, FAILED, KFT, OK, OP, ST, createKey, get, keyBytes, reason, revokePayload, stored, template, text, uidNode } from './_keys.js';
+import { ALG, FAILED, KFT, OK, OP, ST, createKey, get, keyBytes, reason, revokePayload, stored, template, text, uidNode, notFound } from './_keys.js';
 
 t.test('another identity sees nothing of alice\'s keys', async (t) => {
   const engine = await startEngine();
@@ -26,7 +26,7 @@ t.test('another identity sees nothing of alice\'s keys', async (t) => {
       const theirs = await engine.call(op, payload(uid), bob);
       const none = await engine.call(op, payload(missing), bob);
       t.equal(theirs.status, FAILED);
-      t.equal(theirs.reason, reason('ItemNotFound'), `${version} op ${op}: Item Not Found`);
+      t.equal(theirs.reason, notFound(version), `${version} op ${op}: Item / Object Not Found`);
       t.equal(theirs.message?.replace(uid, '<uid>'), none.message?.replace(missing, '<uid>'), `${version} op ${op}: the same answer as for a uid that does not exist`);
     }
     const o = await stored(engine, uid);

@@ -7,7 +7,7 @@ import { Enums, Masks, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, encodeTtlv, nodesEqual, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { batchItems, itemResult, startEngine, type Engine } from '../helpers/engine.js';
 import { need, vectorsDir } from '../helpers/requirements.js';
-import { ALG, FAILED, OK, OP, ST, a, activation, alg, attrValue, attrValues, bytes, child, enumValue, get, len, nameA, nowS, reason, scalar, stored, struct, template, text, uidNode } from './_keys.js';
+import { ALG, FAILED, OK, OP, ST, a, activation, alg, attrValue, attrValues, bytes, child, enumValue, get, len, nameA, nowS, reason, scalar, stored, struct, template, text, uidNode, notFound } from './_keys.js';
 import { KFT, LT, OT, RC, createPair, curveParams, formatOf, getBlock, keyFromBlock, linksOf, pairPayload, usage } from './_asymmetric.js';
 
 const M = Masks.CryptographicUsageMask;
@@ -487,8 +487,8 @@ t.test('Re-key Key Pair', async (t) => {
     r = await engine.call(OP.ReKeyKeyPair, [T.text(Tag.PrivateKeyUniqueIdentifier, pair.priv), ...pairPayload('2.1', [len(2048)], [], [])], { version: '2.1' });
     t.equal(r.reason, reason('InvalidField'), 'another length');
     r = await engine.call(OP.ReKeyKeyPair, [T.text(Tag.PrivateKeyUniqueIdentifier, 'nope')], { version: '2.1' });
-    t.equal(r.reason, reason('ItemNotFound'));
+    t.equal(r.reason, notFound('2.1'));
     r = await engine.call(OP.ReKeyKeyPair, [T.text(Tag.PrivateKeyUniqueIdentifier, pair.priv)], { version: '2.1', identity: 'mallory' });
-    t.equal(r.reason, reason('ItemNotFound'), "another identity's pair");
+    t.equal(r.reason, notFound('2.1'), "another identity's pair");
   });
 });

@@ -8,7 +8,7 @@ import { attributesFrom2x, type KmipAttribute } from '../../src/codec/attributes
 import { Enums, Tag } from '../../src/spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
-import { ALG, FAILED, KFT, OK, OP, ST, a, activation, alg, attrValue, createKey, createPayload, get, keyBytes, len, mask, nameA, nowS, reason, stored, struct, template, text, uidNode } from './_keys.js';
+import { ALG, FAILED, KFT, OK, OP, ST, a, activation, alg, attrValue, createKey, createPayload, get, keyBytes, len, mask, nameA, nowS, reason, stored, struct, template, text, uidNode, notFound } from './_keys.js';
 
 const V = '2.1' as const;
 const OT = Enums.ObjectType;
@@ -80,7 +80,7 @@ t.test('Export returns the object and all its attributes; Import brings it back 
   t.same(attrValue(o, 'Initial Date'), attrs.find((x) => x.name === 'Initial Date')!.value, 'Initial Date as supplied, not the import time');
   t.ok(o.material, 'material stored');
   t.notOk(o.material!.blob.includes(key.subarray(0, 16)), 'sealed at rest, not in plaintext');
-  t.equal((await get(other, uid, V, [], 'alice')).reason, reason('ItemNotFound'), 'another identity does not see it');
+  t.equal((await get(other, uid, V, [], 'alice')).reason, notFound(V), 'another identity does not see it');
 
   // The same identifier again: refused without Replace Existing, replaced with it.
   const again = await other.call(OP.Import, importPayload(ex.payload!, uid, false), { version: V, identity: 'bob' });
@@ -134,7 +134,7 @@ t.test('Import checks what it is given', async (t) => {
   t.equal(r.reason, reason('InvalidField'), 'not as a destroyed object');
   r = await engine.call(OP.Import, [uidNode(''), T.enum(Tag.ObjectType, OT.SymmetricKey)], { version: V });
   t.equal(r.status, FAILED, 'an empty identifier is refused');
-  t.equal((await engine.call(OP.Get, [uidNode(fresh)], { version: V })).reason, reason('ItemNotFound'), 'nothing stored');
+  t.equal((await engine.call(OP.Get, [uidNode(fresh)], { version: V })).reason, notFound(V), 'nothing stored');
 });
 
 t.test('Export refuses what Get refuses', async (t) => {
@@ -150,7 +150,7 @@ t.test('Export refuses what Get refuses', async (t) => {
     if (expected) t.equal(e.reason, reason(expected), `${what}: ${expected}`);
     t.notOk(keyBytes(e.payload), `${what}: no key`);
   };
-  await same('another identity', uid, 'bob', 'ItemNotFound');
+  await same('another identity', uid, 'bob', 'ObjectNotFound');
   await same('an admin without the right to read material', uid, 'carol', 'PermissionDenied');
   const notExtractable = await createKey(engine, V, [alg(ALG.AES), len(256), mask(12), a('Extractable', T.bool(Tag.Extractable, false))]);
   await same('Extractable false', notExtractable, 'alice', 'NotExtractable');

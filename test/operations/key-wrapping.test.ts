@@ -7,7 +7,7 @@ import { Enums, Masks, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { decodeTtlv, T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { startEngine, type Engine } from '../helpers/engine.js';
 import { getBlock } from './_asymmetric.js';
-import { ALG, FAILED, KFT, OK, OP, a, activation, child, enumValue, get, keyBlock, keyBytes, mask, nowS, reason, struct, template, text } from './_keys.js';
+import { ALG, FAILED, KFT, OK, OP, a, activation, child, enumValue, get, keyBlock, keyBytes, mask, nowS, reason, struct, template, text, notFound } from './_keys.js';
 
 const OT = Enums.ObjectType;
 const M = Masks.CryptographicUsageMask;
@@ -192,7 +192,7 @@ t.test('Get with a Key Wrapping Specification', async (t) => {
     g = await get(engine, dek, '2.1', [spec(preActive, undefined)]);
     t.equal(g.reason, reason('WrongKeyLifecycleState'), 'a Pre-Active key cannot wrap');
     g = await get(engine, dek, '2.1', [spec('no-such-key', undefined)]);
-    t.equal(g.reason, reason('ItemNotFound'), 'an unknown wrapping key');
+    t.equal(g.reason, notFound('2.1'), 'an unknown wrapping key');
     g = await get(engine, dek, '2.1', [spec(kek, params(MODE.CBC))]);
     t.equal(g.reason, reason('UnsupportedCryptographicParameters'), 'AES wrapping in another mode');
     g = await get(engine, dek, '2.1', [spec(kek, undefined, Enums.EncodingOption.NoEncoding, ['Name'])]);
@@ -201,7 +201,7 @@ t.test('Get with a Key Wrapping Specification', async (t) => {
     t.equal(g.reason, reason('FeatureNotSupported'), 'Wrapping Method MAC/sign');
     const otherOwner = await register(engine, '2.1', OT.SymmetricKey, rawKey(randomBytes(16)), kekAttrs(), 'bob');
     g = await get(engine, dek, '2.1', [spec(otherOwner, undefined)]);
-    t.equal(g.reason, reason('ItemNotFound'), 'another identity\'s key cannot wrap for this client');
+    t.equal(g.reason, notFound('2.1'), 'another identity\'s key cannot wrap for this client');
   });
 
   await t.test('a sensitive key is returned wrapped, never in plaintext', async (t) => {

@@ -3,32 +3,7 @@ import t from 'tap';
 import { Enums, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T } from '../../src/ttlv/index.js';
 import { startEngine } from '../helpers/engine.js';
-import {
-  AES256,
-  ALL,
-  FAILED,
-  KFT,
-  OK,
-  OP,
-  ST,
-  a,
-  activation,
-  attrValue,
-  createKey,
-  enumValue,
-  expectedReason,
-  get,
-  keyBlock,
-  keyBytes,
-  nowS,
-  reason,
-  revokePayload,
-  scalar,
-  stored,
-  struct,
-  text,
-  uidNode,
-} from './_keys.js';
+import { AES256, ALL, FAILED, KFT, OK, OP, ST, a, activation, attrValue, createKey, enumValue, expectedReason, get, keyBlock, keyBytes, nowS, reason, revokePayload, scalar, stored, struct, text, uidNode, notFound } from './_keys.js';
 
 const RRC = Enums.RevocationReasonCode;
 
@@ -177,7 +152,7 @@ t.test('lifecycle', async (t) => {
       r = await get(engine, uid, version, [T.enum(Tag.KeyCompressionType, Enums.KeyCompressionType.ECPublicKeyTypeUncompressed)]);
       t.equal(r.reason, reason('KeyCompressionTypeNotSupported'), `${version}: Key Compression Type refused`);
       r = await get(engine, '00000000-0000-0000-0000-000000000000', version);
-      t.equal(r.reason, reason('ItemNotFound'), `${version}: unknown uid`);
+      t.equal(r.reason, notFound(version), `${version}: unknown uid`);
       r = await engine.call(OP.Get, [], { version });
       t.equal(r.reason, reason('MissingData'), `${version}: no uid and no placeholder`);
     }

@@ -4,34 +4,7 @@ import { Enums, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type TtlvNode } from '../../src/ttlv/index.js';
 import { batchItems, itemResult, startEngine } from '../helpers/engine.js';
 import type { StoredObject } from '../../src/keystore/types.js';
-import {
-  AES256,
-  ALG,
-  ALL,
-  FAILED,
-  OK,
-  OP,
-  ST,
-  a,
-  activation,
-  alg,
-  attrValue,
-  attrValues,
-  createKey,
-  deactivation,
-  expectedReason,
-  get,
-  keyBytes,
-  len,
-  nameA,
-  nowS,
-  reason,
-  scalar,
-  stored,
-  template,
-  text,
-  uidNode,
-} from './_keys.js';
+import { AES256, ALG, ALL, FAILED, OK, OP, ST, a, activation, alg, attrValue, attrValues, createKey, deactivation, expectedReason, get, keyBytes, len, nameA, nowS, reason, scalar, stored, template, text, uidNode, notFound } from './_keys.js';
 
 const LT = Enums.LinkType;
 
@@ -156,7 +129,7 @@ t.test('ReKey', async (t) => {
       let r = await engine.call(OP.ReKey, rekeyPayload(version, uid), { version });
       t.equal(r.reason, expectedReason(version, 'ObjectDestroyed', 'ItemNotFound'), `${version}: destroyed key`);
       r = await engine.call(OP.ReKey, rekeyPayload(version, 'nope'), { version });
-      t.equal(r.reason, reason('ItemNotFound'), `${version}: unknown key`);
+      t.equal(r.reason, notFound(version), `${version}: unknown key`);
       const live = await createKey(engine, version);
       r = await engine.call(OP.ReKey, rekeyPayload(version, live, [len(128)]), { version });
       t.equal(r.reason, reason('InvalidField'), `${version}: another length`);
