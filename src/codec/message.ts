@@ -161,15 +161,20 @@ export interface ResponseHeaderFields {
   serverCorrelationValue?: string;
 }
 
-/** The Result Reason value to send to a client of `version`, falling back for 1.x clients. */
-export function reasonValue(reason: ResultReasonName, version: KmipVersion): number {
+/** The Result Reason a client of `version` is sent for `reason`: itself, or its 1.x fallback. */
+export function reasonNameFor(reason: ResultReasonName, version: KmipVersion): ResultReasonName {
   let name: ResultReasonName = reason;
   for (let i = 0; i < 3; i++) {
     const v = enumValueByName('ResultReason', name);
-    if (v !== undefined && enumValueInVersion('ResultReason', v, version)) return v;
+    if (v !== undefined && enumValueInVersion('ResultReason', v, version)) return name;
     name = REASON_1X_FALLBACK[name] ?? 'GeneralFailure';
   }
-  return Enums.ResultReason.GeneralFailure;
+  return 'GeneralFailure';
+}
+
+/** The Result Reason value to send to a client of `version`, falling back for 1.x clients. */
+export function reasonValue(reason: ResultReasonName, version: KmipVersion): number {
+  return enumValueByName('ResultReason', reasonNameFor(reason, version)) ?? Enums.ResultReason.GeneralFailure;
 }
 
 export function responseItemNode(item: ResponseBatchItem, version: KmipVersion): StructureNode {

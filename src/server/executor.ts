@@ -3,6 +3,7 @@ import type { AuditEntry, AuditSink } from '../audit/types.js';
 import { KmipError, type ResultReasonName } from '../codec/errors.js';
 import {
   decodeRequest,
+  reasonNameFor,
   peekProtocolVersion,
   responseItemNode,
   responseMessageNode,
@@ -393,7 +394,7 @@ export class Executor {
     } catch (e) {
       const { reason, message } = this.toKmipError(e, log, opName);
       itemLog.result = 'OperationFailed';
-      itemLog.reason = reason;
+      itemLog.reason = reasonNameFor(reason, version); // as the client reads it (1.x fallback)
       if (itemLog.uid === undefined && target !== undefined) itemLog.uid = target;
       result = { ...base, status: 'OperationFailed', reason, message };
       failed = true;

@@ -211,7 +211,7 @@ t.test('errors inside the background operation come back through Poll', async (t
   t.teardown(() => engine.close());
   for (const [version, expected] of [
     ['1.4', RR.ItemNotFound],
-    ['2.1', RR.ItemNotFound],
+    ['2.1', RR.ObjectNotFound],
   ] as const) {
     const pending = await one(engine, Op.Recover, [uidNode('no-such-object')], { version, async: true });
     t.equal(pending.status, RS.OperationPending);
