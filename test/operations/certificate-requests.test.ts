@@ -35,8 +35,8 @@ function requestObject(type: number, value: Uint8Array): TtlvNode {
   return T.struct(Tag.CertificateRequest, [T.enum(Tag.CertificateRequestType, type), T.bytes(Tag.CertificateRequestValue, value)]);
 }
 
-async function registerRequest(engine: Engine, type: number, value: Uint8Array, version: KmipVersion = '2.1') {
-  return engine.call(OP.Register, [T.enum(Tag.ObjectType, OT.CertificateRequest), T.struct(Tag.Attributes, []), requestObject(type, value)], { version });
+async function registerRequest(engine: Engine, type: number, value: Uint8Array, version: KmipVersion = '2.1', attrs: TtlvNode[] = []) {
+  return engine.call(OP.Register, [T.enum(Tag.ObjectType, OT.CertificateRequest), T.struct(Tag.Attributes, attrs), requestObject(type, value)], { version });
 }
 
 t.test('Certificate Request objects', async (t) => {
@@ -51,7 +51,8 @@ t.test('Certificate Request objects', async (t) => {
         [CRT.PKCS_10, csr.der],
         [CRT.PEM, Buffer.from(csr.pem, 'latin1')],
       ] as const) {
-        const r = await registerRequest(engine, type, value, version);
+        const name = `csr-${version}-${type}`;
+        const r = await registerRequest(engine, type, value, version, [T.struct(Tag.Name, [T.text(Tag.NameValue, name), T.enum(Tag.NameType, Enums.NameType.UninterpretedTextString)])]);
         t.equal(r.status, OK, `${version} register ${r.message ?? ''}`);
         const uid = text(r.payload, Tag.UniqueIdentifier)!;
         const g = await engine.call(OP.Get, [uidNode(uid)], { version });
@@ -66,6 +67,8 @@ t.test('Certificate Request objects', async (t) => {
         const ot = attrs.find((x) => x.name === 'Object Type')?.value;
         t.equal(ot?.type === 'Enumeration' ? ot.value : undefined, OT.CertificateRequest, 'Object Type attribute');
         t.ok(attrs.some((x) => x.name === 'Digest'), 'a Digest');
+        const loc = await engine.call(OP.Locate, [T.struct(Tag.Attributes, [T.enum(Tag.ObjectType, OT.CertificateRequest), T.struct(Tag.Name, [T.text(Tag.NameValue, name), T.enum(Tag.NameType, Enums.NameType.UninterpretedTextString)])])], { version });
+        t.same(loc.payload?.value.filter((c) => c.tag === Tag.UniqueIdentifier).map((c) => c.value), [uid], 'Locate by Object Type and Name');
         const fmt = await engine.call(OP.Get, [uidNode(uid), T.enum(Tag.KeyFormatType, KFT.Raw)], { version });
         t.equal(fmt.reason, reason('KeyFormatTypeNotSupported'), 'no Key Format Type applies');
       }
