@@ -7,6 +7,7 @@ import t from 'tap';
 import { buildCertificate, commonNameDer, keyIdentifier, randomSerial, type CertProfile } from '../../src/pki/build.js';
 import { forge } from '../../src/pki/forge.js';
 import { issueClientCert } from '../../src/pki/issue.js';
+import { addTrustedCa, removeTrust } from '../../src/pki/trust.js';
 import { generateKey, type GeneratedKey } from '../../src/pki/keys.js';
 import { Enums, Tag, type KmipVersion } from '../../src/spec/index.js';
 import { T, type TtlvNode } from '../../src/ttlv/index.js';
@@ -96,6 +97,17 @@ t.test('Validate', async (t) => {
     t.equal(await indicator(engine, [certNode(leaf.der), certNode(inter.der), certNode(root.der)]), VI.Unknown, 'inline self-signed root: Unknown');
     t.equal(await indicator(engine, [certNode(leaf.der), certNode(inter.der)]), VI.Unknown, 'no root: Unknown');
     t.equal(await indicator(engine, [certNode(root.der)]), VI.Unknown, 'an inline self-signed certificate alone: Unknown');
+  });
+
+  await t.test('a CA added to kmipd\'s client trust store is an anchor while it is there', async (t) => {
+    const ext = await make('Validate External CA', CA);
+    const extLeaf = await make('Validate External Leaf', LEAF, ext);
+    t.equal(await indicator(engine, [certNode(extLeaf.der)]), VI.Unknown, 'before');
+    addTrustedCa(engine.dataDir, ext.der, { name: 'validate-ext' });
+    t.equal(await indicator(engine, [certNode(extLeaf.der)]), VI.Valid, 'trusted');
+    t.equal(await indicator(engine, [certNode(extLeaf.der), certNode(ext.der)]), VI.Valid, 'with the CA inline');
+    removeTrust(engine.dataDir, 'validate-ext');
+    t.equal(await indicator(engine, [certNode(extLeaf.der)]), VI.Unknown, 'removed');
   });
 
   await t.test('a broken signature is Invalid', async (t) => {
