@@ -4,7 +4,9 @@
  *
  * Request: Unique Identifier of the Public Key (or the ID Placeholder); Certificate Request Type
  * and Certificate Request (1.x) / Certificate Request Value (2.x): a PKCS#10 request, DER
- * (PKCS_10) or PEM text (PEM); 1.x Template-Attribute / 2.x Attributes. Response: the new
+ * (PKCS_10) or PEM text (PEM), or (2.x) the Certificate Request Unique Identifier of a stored
+ * Certificate Request object (certificate-requests.ts), checked again when used; 1.x
+ * Template-Attribute / 2.x Attributes. Response: the new
  * certificate's Unique Identifier (the executor makes it the ID Placeholder).
  *
  * The subject: the request's (its self-signature is checked first, and its key must be the
@@ -45,12 +47,12 @@ import { KmipError } from '../codec/errors.js';
 import { optValue } from '../codec/node.js';
 import type { StoredObject } from '../keystore/types.js';
 import { keyIdentifier, randomSerial, toBinary, fromBinary } from '../pki/build.js';
-import { CsrError, verifyCsr } from '../pki/csr.js';
-import { OID, parseCertificate, parseSubjectKeyIdentifier, pemEncode } from '../pki/der.js';
+import { OID, parseCertificate, parseSubjectKeyIdentifier } from '../pki/der.js';
 import { type Forge, forge } from '../pki/forge.js';
 import { Enums, Masks, Tag } from '../spec/index.js';
 import { encodeTtlv, T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import { attributeRule, checkInitialAttributes, readRequestAttributes } from './attribute-rules.js';
+import { type CheckedRequest, checkCertificateRequest, storedCertificateRequest } from './certificate-requests.js';
 import { certificateAttributes, certificateObject, dropEchoedCertificateType } from './certificates.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { checkProtectionStorageMasks } from './create.js';
@@ -276,29 +278,25 @@ function issue(o: { subject: Uint8Array; spki: Uint8Array; issuer: Issuer; notBe
 
 // ---------------------------------------------------------------------------------------------
 
-function readCsr(payload: StructureNode): { spki: Uint8Array; subject: Uint8Array } | undefined {
-  if (optValue(payload, Tag.CertificateRequestUniqueIdentifier, 'TextString') !== undefined) {
-    throw new KmipError('FeatureNotSupported', 'kmipd does not keep Certificate Request objects: send the request itself');
-  }
+/**
+ * The request's certificate request, checked: inline (Certificate Request Type with Certificate
+ * Request (1.x) / Certificate Request Value (2.x)), or (2.x) a stored Certificate Request object
+ * named by Certificate Request Unique Identifier (certificate-requests.ts).
+ */
+async function readCsr(ctx: OperationContext, payload: StructureNode): Promise<CheckedRequest | undefined> {
   const bytes = optValue(payload, Tag.CertificateRequest, 'ByteString') ?? optValue(payload, Tag.CertificateRequestValue, 'ByteString');
   const type = optValue(payload, Tag.CertificateRequestType, 'Enumeration');
+  const requestUid = optValue(payload, Tag.CertificateRequestUniqueIdentifier, 'TextString');
+  if (requestUid !== undefined) {
+    if (bytes || type !== undefined) throw new KmipError('InvalidField', 'a Certificate Request Unique Identifier and a Certificate Request in the same request');
+    return storedCertificateRequest(ctx, requestUid);
+  }
   if (!bytes) {
     if (type !== undefined) throw new KmipError('MissingData', 'a Certificate Request Type without a Certificate Request');
     return undefined;
   }
-  const CRT = Enums.CertificateRequestType;
   if (type === undefined) throw new KmipError('MissingData', 'a Certificate Request needs its Certificate Request Type');
-  let pem: string;
-  if (type === CRT.PKCS_10) pem = pemEncode('CERTIFICATE REQUEST', bytes);
-  else if (type === CRT.PEM) pem = Buffer.from(bytes).toString('latin1');
-  else throw new KmipError('FeatureNotSupported', 'kmipd certifies PKCS#10 requests (PKCS_10 or PEM), not CRMF or PGP');
-  try {
-    const { csr } = verifyCsr(pem);
-    return { spki: csr.spki, subject: csr.subject };
-  } catch (e) {
-    if (e instanceof CsrError) throw new KmipError('InvalidCSR', e.message);
-    throw e;
-  }
+  return checkCertificateRequest(type, bytes);
 }
 
 /** The request's attributes: Certificate Subject fields apart (they make a subject), Certificate Type echo dropped, the rest checked. */
@@ -382,7 +380,7 @@ export const certifyHandler: OperationHandler = {
   objectTypes: [OT.Certificate],
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     checkProtectionStorageMasks(payload);
-    const csr = readCsr(payload);
+    const csr = await readCsr(ctx, payload);
     const uid = optValue(payload, Tag.UniqueIdentifier, 'TextString') ?? ctx.idPlaceholder;
     if (uid === undefined && !csr) throw new KmipError('MissingData', 'Certify needs the public key\'s Unique Identifier or a Certificate Request');
     const { attrs, subjectFields } = readCertifyAttributes(ctx, payload);
@@ -427,7 +425,7 @@ export const recertifyHandler: OperationHandler = {
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
     checkProtectionStorageMasks(payload);
     const uid = ctx.uidOrPlaceholder(payload);
-    const csr = readCsr(payload);
+    const csr = await readCsr(ctx, payload);
     const offset = optValue(payload, Tag.Offset, 'Interval');
     const { attrs, subjectFields } = readCertifyAttributes(ctx, payload);
     const old = await loadObject(ctx, uid, 'manage');

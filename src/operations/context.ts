@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { KmipAttribute } from '../codec/attributes.js';
 import type { ResultReasonName } from '../codec/errors.js';
@@ -49,6 +50,11 @@ export interface ServerInfo {
   leaseTimeSeconds?: number;
   /** Identities trusted as upstream key servers: the only ones that may send Put and Notify (operations/upstream.ts). */
   upstreams?: readonly string[];
+  /**
+   * The CA certificates the server itself trusts (its own CA and its client trust store's CAs),
+   * read when asked so that trust store changes apply: Validate's trust anchors (validate.ts).
+   */
+  trustAnchors?: () => readonly X509Certificate[];
 }
 
 /** Login tickets as one request sees them (src/operations/tickets.ts). */

@@ -53,8 +53,11 @@ function formatName(f: number): string {
 export function inFormat(objectType: number, stored: StructureNode, requested: number | undefined, compression?: number): StructureNode {
   if (objectType === OT.PrivateKey || objectType === OT.PublicKey) return asymmetricInFormat(objectType, stored, requested, compression);
   if (objectType === OT.Certificate) return certificateInFormat(stored, requested);
-  if (objectType === OT.OpaqueObject || objectType === OT.Template) {
-    if (requested !== undefined) throw new KmipError('KeyFormatTypeNotSupported', `a${objectType === OT.Template ? ' Template' : 'n Opaque Object'} has no Key Format Type`);
+  if (objectType === OT.OpaqueObject || objectType === OT.Template || objectType === OT.CertificateRequest) {
+    if (requested !== undefined) {
+      const what = objectType === OT.Template ? ' Template' : objectType === OT.OpaqueObject ? 'n Opaque Object' : ' Certificate Request';
+      throw new KmipError('KeyFormatTypeNotSupported', `a${what} has no Key Format Type`);
+    }
     return stored;
   }
   const block = req(stored, Tag.KeyBlock, 'Structure');

@@ -44,6 +44,7 @@ import { setEndpointRoleHandler } from './set-endpoint-role.js';
 import { getConstraintsHandler, setConstraintsHandler } from './constraints.js';
 import { archiveHandler, recoverHandler } from './archive.js';
 import { cancelHandler, pollHandler } from './poll-cancel.js';
+import { validateHandler } from './validate.js';
 
 /**
  * Every operation kmipd implements, one module each. The executor answers any other
@@ -103,4 +104,5 @@ export const allHandlers: readonly OperationHandler[] = [
   recoverHandler,
   pollHandler,
   cancelHandler,
+  validateHandler,
 ];

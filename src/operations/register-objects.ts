@@ -1,6 +1,7 @@
 /**
  * Register of the object types beyond symmetric keys, secret data and opaque objects: Private
- * Key, Public Key (KMIP 1.4 §2.2.3-2.2.4) and Certificate (§2.2.1). register.ts dispatches here.
+ * Key, Public Key (KMIP 1.4 §2.2.3-2.2.4), Certificate (§2.2.1), Split Key, PGP Key and (2.x)
+ * Certificate Request. register.ts dispatches here.
  *
  * Keys are read with node:crypto in the format they come in (key-formats.ts) and kept exactly
  * as registered, so that Get returns them byte for byte; their Cryptographic Algorithm and
@@ -20,6 +21,7 @@ import { dropEchoedCertificateType, parseCertificateObject } from './certificate
 import { algorithmsFor, digestInput, importKey, isEncryptedPkcs8, keyFacts, kindArticle, readAsymmetricBlock } from './key-formats.js';
 import { digestNode, enumOf, intOf } from './lifecycle.js';
 import { parseSplitKeyObject } from './split-key.js';
+import { parseCertificateRequestObject } from './certificate-requests.js';
 
 const OT = Enums.ObjectType;
 
@@ -119,4 +121,6 @@ export const REGISTRABLE: Readonly<Record<number, RegistrableType>> = {
   // Split Key parts (split-key.ts): checked and kept as registered.
   [OT.SplitKey]: { tag: Tag.SplitKey, parse: (obj) => parseSplitKeyObject(obj) },
   [OT.PGPKey]: { tag: Tag.PGPKey, parse: parsePgpKey },
+  // Certificate Requests (2.x, certificate-requests.ts): PKCS#10, signature checked, kept as registered.
+  [OT.CertificateRequest]: { tag: Tag.CertificateRequest, parse: (obj) => parseCertificateRequestObject(obj) },
 };

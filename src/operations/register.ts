@@ -204,7 +204,7 @@ export function registrableTag(objectType: number): number {
   if (tag !== undefined) return tag;
   const what = enumValueName('ObjectType', objectType);
   if (what === undefined) throw new KmipError('InvalidField', `unknown Object Type ${objectType}`);
-  throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects yet (Symmetric Key, Private Key, Public Key, Certificate, Secret Data and Opaque Object only)`);
+  throw new KmipError('FeatureNotSupported', `kmipd does not register ${what} objects`);
 }
 
 /** The attributes that came with object `obj`, less its echoes (Object Type, a matching Key Format Type or Certificate Type). */
@@ -264,6 +264,7 @@ export const registerHandler: OperationHandler = {
     const objectType = reqValue(payload, Tag.ObjectType, 'Enumeration');
     payload = await expandTemplateReferences(ctx, payload);
     if (objectType === OT.Template && !isV2(ctx.version)) return registerTemplate(ctx, payload);
+    if (objectType === OT.CertificateRequest && !isV2(ctx.version)) throw new KmipError('InvalidField', 'Certificate Request objects exist from KMIP 2.0 on');
     const tag = registrableTag(objectType);
     const obj = opt(payload, tag, 'Structure');
     if (!obj) throw new KmipError('MissingData', `Register of a ${enumValueName('ObjectType', objectType)} needs the object itself`);

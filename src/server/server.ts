@@ -1,7 +1,7 @@
 import type { AsyncLimits } from './async.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AuditLog, type AuditTuning } from '../audit/log.js';
 import { EnvelopeError, RootKeyring, createSoftwareMasterKey, loadSoftwareMasterKey, type MasterKeyProvider } from '../crypto/index.js';
@@ -20,6 +20,7 @@ import { MasterHandoff, adoptMasterChange, type AdoptOptions, type AdoptResult }
 import { acquireKeyLock } from './key-admin.js';
 import { DEFAULT_LIMITS, KmipListener, type IdentifyResult, type ListenerLimits, type ListenerObserver } from './listener.js';
 import { TrustRuntime } from './trust-reload.js';
+import { loadTrustSnapshot } from '../pki/trust.js';
 import { applyStoreOption, guardStore, openKeyStore, withInitLock } from './store.js';
 import { TrustSync } from './trust-sync.js';
 import { Heartbeat, ensureNodeId } from './heartbeat.js';
@@ -309,6 +310,15 @@ function readSecret(dir: string, file: string): string {
   return readFileSync(join(dir, file), 'utf8').trim();
 }
 
+/** kmipd's CA and the trusted CAs of DATA/trust (Validate's anchors); kmipd's CA alone when the store cannot be read. */
+function serverTrustAnchors(state: ServerState): X509Certificate[] {
+  try {
+    return loadTrustSnapshot(state.dir, state.pki.caCertPem).anchors.map((a) => a.cert);
+  } catch {
+    return [new X509Certificate(state.pki.caCertPem)];
+  }
+}
+
 export function buildExecutor(
   state: ServerState,
   log: Logger,
@@ -327,6 +337,7 @@ export function buildExecutor(
       ...(info.port !== undefined && info.port > 0 ? { port: info.port } : {}),
       ...(info.leaseTimeSeconds !== undefined ? { leaseTimeSeconds: info.leaseTimeSeconds } : {}),
       ...(info.upstreams !== undefined ? { upstreams: [...info.upstreams] } : {}),
+      trustAnchors: () => serverTrustAnchors(state),
     },
     handlers: allHandlers,
     log,
