@@ -77,7 +77,7 @@ t.test('Login tickets over mutual TLS', async (t) => {
   const rights = T.struct(Tag.Rights, [T.struct(Tag.Right, [T.struct(Tag.Operations, [T.enum(Tag.Operation, Op.Get)]), T.struct(Tag.Objects, [T.text(Tag.UniqueIdentifier, uid)])])]);
   const delegated = ticketOf(await call(a2, Op.DelegatedLogin, [T.interval(Tag.LeaseTime, 300), T.int(Tag.RequestCount, 1), rights]));
   r = await call(b1, Op.Get, [T.text(Tag.UniqueIdentifier, uid)]);
-  t.equal(r.reason, reason('ItemNotFound'), 'without the ticket bob does not see her key');
+  t.equal(r.reason, reason('ObjectNotFound'), 'without the ticket bob does not see her key (2.1: Object Not Found)');
   r = await call(b1, Op.Get, [T.text(Tag.UniqueIdentifier, uid)], ticketHeader(delegated));
   t.equal(r.status, OK, `with it he gets it: ${r.message ?? ''}`);
   r = await call(b1, Op.Get, [T.text(Tag.UniqueIdentifier, uid)], ticketHeader(delegated));
