@@ -168,6 +168,24 @@ async function createSecretData(ctx: OperationContext, client: KmipAttribute[]):
     throw new KmipError('InvalidField', `Secret Data is generated in whole bytes, 8 to ${SECRET_DATA_MAX_BITS} bits, not ${length}`);
   }
   const secret = randomBytes(length / 8);
+  const uid = await storeGenerated(ctx, objectType, client, secret, Enums.KeyFormatType.Opaque, secretDataObject);
+  ctx.log.info({ uid, length }, 'created secret data');
+  return [T.enum(Tag.ObjectType, objectType), T.text(Tag.UniqueIdentifier, uid)];
+}
+
+/**
+ * Stores a value the server generated (`value`, wiped afterwards) as a new object of
+ * `objectType`: its initial attributes, Digest over `format`, the client's constraints checked,
+ * sealed at rest. Returns its Unique Identifier.
+ */
+async function storeGenerated(
+  ctx: OperationContext,
+  objectType: number,
+  client: KmipAttribute[],
+  value: Buffer,
+  format: number,
+  object: (value: Buffer) => StructureNode,
+): Promise<string> {
   let material: Buffer | undefined;
   try {
     const uid = ctx.objects.newUid();
@@ -177,14 +195,14 @@ async function createSecretData(ctx: OperationContext, client: KmipAttribute[]):
       now: ctx.now(),
       client: asStored(client),
       implicit: generatedKeyAttributes(client, ctx.now()),
-      digest: digestNode(secret, Enums.KeyFormatType.Opaque),
+      digest: digestNode(value, format),
     });
-    material = encodeTtlv(secretDataObject(secret));
+    await checkNewObject(ctx, objectType, attributes);
+    material = encodeTtlv(object(value));
     await ctx.objects.create({ uid, objectType, state, attributes, material });
-    ctx.log.info({ uid, length }, 'created secret data');
-    return [T.enum(Tag.ObjectType, objectType), T.text(Tag.UniqueIdentifier, uid)];
+    return uid;
   } finally {
-    secret.fill(0);
+    value.fill(0);
     material?.fill(0);
   }
 }
@@ -211,25 +229,8 @@ export const createHandler: OperationHandler = {
     if (length === undefined) throw new KmipError('MissingData', 'Create needs a Cryptographic Length');
 
     const key = generateSymmetricKey(alg, length);
-    let material: Buffer | undefined;
-    try {
-      const uid = ctx.objects.newUid();
-      const { attributes, state } = initialAttributes({
-        uid,
-        objectType,
-        now: ctx.now(),
-        client: asStored(client),
-        implicit: generatedKeyAttributes(client, ctx.now()),
-        digest: digestNode(key, Enums.KeyFormatType.Raw),
-      });
-      await checkNewObject(ctx, objectType, attributes);
-      material = encodeTtlv(symmetricKeyObject(key, Enums.KeyFormatType.Raw, alg, length));
-      await ctx.objects.create({ uid, objectType, state, attributes, material });
-      ctx.log.info({ uid, algorithm: algorithmName(alg), length }, 'created a symmetric key');
-      return [T.enum(Tag.ObjectType, objectType), T.text(Tag.UniqueIdentifier, uid)];
-    } finally {
-      key.fill(0);
-      material?.fill(0);
-    }
+    const uid = await storeGenerated(ctx, objectType, client, key, Enums.KeyFormatType.Raw, (k) => symmetricKeyObject(k, Enums.KeyFormatType.Raw, alg, length));
+    ctx.log.info({ uid, algorithm: algorithmName(alg), length }, 'created a symmetric key');
+    return [T.enum(Tag.ObjectType, objectType), T.text(Tag.UniqueIdentifier, uid)];
   },
 };

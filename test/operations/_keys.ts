@@ -53,8 +53,8 @@ export function uidNode(uid: string): TtlvNode {
   return T.text(Tag.UniqueIdentifier, uid);
 }
 
-export function createPayload(version: KmipVersion, attrs: KmipAttribute[]): TtlvNode[] {
-  return [T.enum(Tag.ObjectType, Enums.ObjectType.SymmetricKey), ...template(version, attrs)];
+export function createPayload(version: KmipVersion, attrs: KmipAttribute[], objectType: number = Enums.ObjectType.SymmetricKey): TtlvNode[] {
+  return [T.enum(Tag.ObjectType, objectType), ...template(version, attrs)];
 }
 
 export const AES256 = (): KmipAttribute[] => [alg(ALG.AES), len(256), mask(12)];

@@ -232,6 +232,12 @@ t.test('Set / Get Constraints: stored per identity, applied to new objects', asy
   t.equal((await create([alg(ALG.AES), len(128), mask(12), group('Group1')])).reason, reason('ConstraintViolation'), 'AES-128 in Group1: refused');
   t.equal((await registerSecret(engine, [])).status, OK, 'Secret Data: no constraint applies');
   t.equal((await create([alg(ALG.AES), len(256), mask(12)], 'bob')).status, OK, 'bob is not bound by alice\'s constraints');
+  // Create of Secret Data is a new object too: a constraint on Secret Data applies to it.
+  r = await engine.call(OP.SetConstraints, [T.struct(Tag.Constraints, [constraint([OT.SecretData], [], [T.text(Tag.ObjectGroup, 'Secrets')])])], { version: V, identity: 'bob' });
+  t.equal(r.status, OK, r.message ?? '');
+  const secret = (attrs: KmipAttribute[]) => engine.call(OP.Create, createPayload(V, attrs, OT.SecretData), { version: V, identity: 'bob' });
+  t.equal((await secret([len(256)])).reason, reason('ConstraintViolation'), 'generated Secret Data outside the Secrets group: refused');
+  t.equal((await secret([len(256), group('Secrets')])).status, OK, 'in the Secrets group: allowed');
   const inGroup = text((await create([alg(ALG.AES), len(256), mask(12), group('Group1')])).payload, Tag.UniqueIdentifier)!;
   t.equal((await engine.call(OP.ReKey, [uidNode(inGroup)], { version: V })).status, OK, 'Re-key of an allowed key: allowed');
   await engine.call(OP.DeleteAttribute, [uidNode(inGroup), T.struct(Tag.CurrentAttribute, [T.text(Tag.ObjectGroup, 'Group1')])], { version: V });
