@@ -77,6 +77,16 @@ export const SKIPS: readonly SkipEntry[] = [
   // must get Permission Denied. kmipd's client identity is the TLS client certificate's CN; the
   // header credential is only checked against the one configured in "auth" (README, Access
   // control), never a second identity on the same certificate.
+  // KMIP Test Cases 2.0 TC-IMPEXP-4: a Private Key registered in Transparent RSA form, then
+  // Exported: the transcript expects two Digests, the mandatory one over the registered form and
+  // one over PKCS#1. A server MAY add digests over other formats (1.4 §3.17); kmipd keeps the one
+  // mandatory Digest, as TC-182 (1.1/1.2, "Digests of RSA Private Keys") expects of the same
+  // registration. The Export and Import themselves are run by TC-IMPEXP-1/2/5.
+  {
+    match: 'TC-IMPEXP-4-*',
+    reason:
+      'expects a second, optional Digest (over PKCS#1) of a key registered in Transparent RSA form; kmipd computes only the mandatory Digest over the registered form, as TC-182 expects of the same registration (a server MAY add others, KMIP 1.4 §3.17)',
+  },
   { match: 'TC-111-*', reason: CREDENTIAL_IDENTITY },
   { match: 'TC-112-*', reason: CREDENTIAL_IDENTITY },
   // KMIP Test Cases 1.1/1.2 §15.1 (OVH's TC-151): "Locate a fresh object from the default
@@ -245,6 +255,13 @@ export const DEFECTIVE: readonly SkipEntry[] = [
     // Template, an Object Type KMIP 2.0 removed (1.3 deprecated it; 2.0 §11 has no Template).
     match: '*/v2.0/csd01/test-cases/kmip-v2.0/mandatory/SUITEB_*-M-1-20.xml',
     reason: 'defective transcript (2.0 draft csd01): Query is expected to list Object Type Template, which does not exist in KMIP 2.0',
+  },
+  {
+    // The exhausted ticket's Query is expected back as a failed item without its Operation;
+    // a Response Batch Item carries the Operation when the request item named one, and
+    // the sibling transcripts TC-LOGIN-2-20 and TC-DLOGIN-1-20 expect it in the same situation.
+    match: 'TC-LOGIN-3-20',
+    reason: 'defective transcript: the failed item of an exhausted ticket is expected without the Operation its request named (a Response Batch Item echoes the Operation of the request item), where the sibling transcripts TC-LOGIN-2-20 and TC-DLOGIN-1-20 expect it',
   },
   {
     // OVH's own 1.2 file (not an OASIS test case): Create, then Encrypt with the new key while

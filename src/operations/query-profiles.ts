@@ -4,7 +4,7 @@
  *
  * A profile is claimed for a protocol version only where every mandatory OASIS test case of
  * that profile and version passes against kmipd in `npm run conformance` (conformance/REPORT.md,
- * rows "… (mandatory)"). `test/conformance/profiles.test.ts` replays those test cases and fails
+ * rows "… (mandatory)"). `test/conformance/corpus-*.test.ts` replay them with the whole corpus and fail
  * when one of them stops passing, so that a claim here cannot outlive the behaviour behind it.
  *
  * Not claimed: Baseline before 2.1 (1.x defines no test cases of its own; 2.0 has none), Suite B
