@@ -4,14 +4,24 @@
  * answers every frame with one canned response and does nothing else: no decoding, no client
  * identity, no executor, no keystore, no logging. Whatever a real server does on top costs rate.
  *
+ * With --durable FILE it is the ceiling for a server that, like kmipd (its audit trail), makes a
+ * record of every request durable before answering it: each request appends RECORD_BYTES to FILE,
+ * and the answers wait until their records are flushed (fdatasync, off the event loop). Records
+ * of concurrent requests share one flush, batched as well as batching can be for clients that send
+ * one request at a time: a flush starts once every open connection has a request waiting (or 1 ms
+ * after the first one waits), so each carries as many records as there are clients. Nothing else
+ * is done: no decoding, no hashing, no keystore. It is the most a server can do here that makes a
+ * record of each request durable before answering it (what kmipd's audit trail requires).
+ *
  * Run as a script in its own process (the server bench spawns it from dist/):
  *
  *   node dist/test/bench/ceiling.js --cert FILE --key FILE --ca FILE [--port 0] [--response-bytes N]
+ *                                   [--durable FILE]
  *
  * Prints one JSON line {"msg":"ceiling listening","port":N,"responseBytes":N} on stdout once it
  * listens; exits on SIGTERM/SIGINT or when its stdin closes (the parent went away).
  */
-import { readFileSync } from 'node:fs';
+import { fdatasync, openSync, readFileSync, writeSync } from 'node:fs';
 import tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { CIPHERS, DEFAULT_LIMITS } from '../../src/server/listener.js';
@@ -61,7 +71,12 @@ interface Args {
   ca: string;
   port: number;
   responseBytes?: number;
+  /** Make a record of each request durable (appended to this file, flushed) before answering. */
+  durable?: string;
 }
+
+/** The size of one request's record in the durable ceiling: about a kmipd audit line for a Get. */
+export const RECORD_BYTES = 360;
 
 function parseArgs(argv: string[]): Args {
   const m = new Map<string, string>();
@@ -79,12 +94,71 @@ function parseArgs(argv: string[]): Args {
   const a: Args = { cert: need('cert'), key: need('key'), ca: need('ca'), port: Number(m.get('port') ?? '0') };
   const rb = m.get('response-bytes');
   if (rb !== undefined) a.responseBytes = Number(rb);
+  const d = m.get('durable');
+  if (d !== undefined) a.durable = d;
   return a;
+}
+
+/** How long a queued record waits for the other connections' requests before its flush starts. */
+const LINGER_MS = 1;
+
+/**
+ * Group commit: `add(n, answer)` queues n records; they are written in one write and flushed in
+ * one fdatasync with every other record queued before the flush starts, and `answer` runs once
+ * they are on disk. One flush at a time; a flush starts when `clients()` records are queued (each
+ * connection sends one request at a time) or LINGER_MS after the first one was.
+ */
+function groupFlusher(file: string, clients: () => number): (n: number, answer: () => void) => void {
+  const fd = openSync(file, 'a', 0o600);
+  const record = Buffer.alloc(RECORD_BYTES, 0x61);
+  record[RECORD_BYTES - 1] = 0x0a;
+  let queued: { n: number; answer: () => void }[] = [];
+  let queuedRecords = 0;
+  let flushing = false;
+  let scheduled = false;
+  let linger: NodeJS.Timeout | undefined;
+  const flush = (): void => {
+    scheduled = false;
+    if (flushing || queued.length === 0) return;
+    flushing = true;
+    const group = queued;
+    const n = queuedRecords;
+    queued = [];
+    queuedRecords = 0;
+    const buf = Buffer.allocUnsafe(n * RECORD_BYTES);
+    for (let i = 0; i < n; i++) record.copy(buf, i * RECORD_BYTES);
+    writeSync(fd, buf);
+    fdatasync(fd, (err) => {
+      flushing = false;
+      if (err) throw err;
+      for (const g of group) g.answer();
+      kick();
+    });
+  };
+  const start = (): void => {
+    if (linger) clearTimeout(linger);
+    linger = undefined;
+    scheduled = true;
+    // After this turn of the event loop's poll phase: every request read in it joins the group.
+    setImmediate(flush);
+  };
+  const kick = (): void => {
+    if (scheduled || flushing || queuedRecords === 0) return;
+    if (queuedRecords >= clients()) start();
+    else linger ??= setTimeout(start, LINGER_MS);
+  };
+  return (n, answer) => {
+    queued.push({ n, answer });
+    queuedRecords += n;
+    kick();
+  };
 }
 
 export function startCeiling(args: Args): Promise<tls.Server> {
   const limits = DEFAULT_LIMITS;
   const response = cannedResponse(args.responseBytes);
+  let open = 0;
+  const durable = args.durable === undefined ? undefined : groupFlusher(args.durable, () => open);
   // The same options as KmipListener.tlsOptions().
   const server = tls.createServer({
     cert: readFileSync(args.cert, 'utf8'),
@@ -101,6 +175,8 @@ export function startCeiling(args: Args): Promise<tls.Server> {
   server.maxConnections = limits.maxConnections;
   server.on('tlsClientError', (_err, s) => s.destroy());
   server.on('secureConnection', (sock) => {
+    open++;
+    sock.once('close', () => open--);
     const framer = new FrameDecoder({ maxMessageSize: limits.maxMessageSize });
     sock.setNoDelay(true);
     sock.setTimeout(limits.idleTimeoutMs, () => sock.destroy());
@@ -112,7 +188,16 @@ export function startCeiling(args: Args): Promise<tls.Server> {
         sock.destroy();
         return;
       }
-      for (let i = 0; i < frames.length; i++) sock.write(response);
+      const n = frames.length;
+      if (!durable) {
+        for (let i = 0; i < n; i++) sock.write(response);
+        return;
+      }
+      if (n > 0) {
+        durable(n, () => {
+          for (let i = 0; i < n; i++) if (!sock.destroyed) sock.write(response);
+        });
+      }
     });
     sock.on('end', () => sock.end());
     sock.on('error', () => undefined);
@@ -131,7 +216,9 @@ async function main(): Promise<void> {
   const server = await startCeiling(args);
   const addr = server.address();
   const port = addr && typeof addr !== 'string' ? addr.port : -1;
-  process.stdout.write(`${JSON.stringify({ msg: 'ceiling listening', port, responseBytes: cannedResponse(args.responseBytes).length })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ msg: 'ceiling listening', port, responseBytes: cannedResponse(args.responseBytes).length, durable: args.durable !== undefined })}\n`,
+  );
   const stop = () => {
     server.close();
     process.exit(0);

@@ -12,6 +12,10 @@
  * - the ceiling: ceiling.ts (a bare node:tls server with kmipd's TLS set-up and framer that
  *   answers every frame with a canned Get response of kmipd's Get response size) under the
  *   same loads, plus its handshake-only rate;
+ * - the durable ceiling ("ceiling + fsync", ceiling.ts --durable): the same, but every answer
+ *   waits until a record of its request is flushed to disk, the records of concurrent requests
+ *   sharing flushes, under the Get loads: the most a server can do here that makes a record
+ *   durable before each answer, as kmipd's audit trail (and a durable Create) must;
  * - the Debian PyKMIP server (pykmip-server.ts) under the Get and Create loads.
  *
  * All messages are KMIP 1.2 (PyKMIP's range ends at 2.0; vCenter speaks 1.1). Targets: Get at 8
@@ -55,6 +59,7 @@ import { Enums, Tag, enumValueName } from '../../src/spec/index.js';
 import { decodeTtlv, encodeTtlv, FrameDecoder, T, type StructureNode, type TtlvNode } from '../../src/ttlv/index.js';
 import { startPgCluster, type PgCluster } from '../helpers/pg.js';
 import { postgres as postgresRequirement } from '../helpers/requirements.js';
+import { RECORD_BYTES } from './ceiling.js';
 import { startPyKmip, type Creds, type PyKmipServer } from './pykmip-server.js';
 import type { BenchContext, BenchModule, BenchStore } from './run.js';
 
@@ -765,8 +770,8 @@ function variantsFor(stores: readonly BenchStore[]): Variant[] {
 
 interface Row {
   server: string;
-  /** Which server: kmipd (any variant), the ceiling or PyKMIP. */
-  kind: 'kmipd' | 'ceiling' | 'PyKMIP';
+  /** Which server: kmipd (any variant), the ceiling, the durable ceiling or PyKMIP. */
+  kind: 'kmipd' | 'ceiling' | 'durable ceiling' | 'PyKMIP';
   /** The kmipd variant (Variant.id). */
   variant?: string;
   label: string;
@@ -866,6 +871,7 @@ async function run(ctx: BenchContext): Promise<void> {
     return row;
   };
   const CEILING = { server: 'ceiling', kind: 'ceiling' } as const;
+  const DURABLE = { server: 'ceiling + fsync', kind: 'durable ceiling' } as const;
   const PYKMIP = { server: 'PyKMIP', kind: 'PyKMIP' } as const;
   const labels = {
     get1: 'Get, 1 connection',
@@ -880,8 +886,9 @@ async function run(ctx: BenchContext): Promise<void> {
   const variants = variantsFor(ctx.stores);
   const wantKmipd = Object.values(labels).some((l) => want('kmipd', l));
   const wantCeiling = Object.values(labels).some((l) => want('ceiling', l));
+  const wantDurable = [labels.get1, labels.get8].some((l) => want(DURABLE.kind, l));
   const wantPy = !process.env.KMIPD_BENCH_NO_PYKMIP && Object.values(labels).some((l) => want('PyKMIP', l));
-  if (!wantKmipd && !wantCeiling && !wantPy) return;
+  if (!wantKmipd && !wantCeiling && !wantDurable && !wantPy) return;
   // vCenter's way: TLS 1.2, full handshake every time (no session resumption).
   const vcenterTls: tls.ConnectionOptions = { maxVersion: 'TLSv1.2' };
 
@@ -896,6 +903,7 @@ async function run(ctx: BenchContext): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'kmipd-bench-server-'));
   let kmipd: KmipdRun | undefined;
   let ceiling: NodeChild | undefined;
+  let durableCeiling: NodeChild | undefined;
   let py: PyKmipServer | undefined;
   let pgc: PgCluster | undefined;
   let fsyncMs: number | undefined;
@@ -1064,6 +1072,42 @@ async function run(ctx: BenchContext): Promise<void> {
       if (profDir) profiles.push(summarizeProfiles(join(profDir, 'ceiling'), 'ceiling'));
     }
 
+    // ---- the durable ceiling: the same, but each answer waits for a record of its request to be
+    // flushed to disk (group commit), as kmipd's answers wait for their audit records ----
+    if (wantDurable) {
+      const pki = join(dataDir, 'pki');
+      durableCeiling = await spawnNode(
+        [
+          ...profArgs('durable-ceiling'),
+          CEILING_JS,
+          '--cert',
+          join(pki, 'server.crt'),
+          '--key',
+          join(pki, 'server.key'),
+          '--ca',
+          join(pki, 'ca.crt'),
+          '--port',
+          '0',
+          '--response-bytes',
+          String(getResponseBytes),
+          '--durable',
+          join(work, 'durable-ceiling.records'),
+        ],
+        join(work, 'durable-ceiling.log'),
+        'ceiling listening',
+        30_000,
+      );
+      const c: Target = { port: durableCeiling.port, creds };
+      if (durableCeiling.child.pid !== undefined) c.pid = durableCeiling.child.pid;
+      const note = `canned answer after a ${RECORD_BYTES}-byte record per request is flushed (fdatasync, shared by concurrent requests)`;
+      const req = getReq;
+      await case_(DURABLE, labels.get1, 'p1', () => persistentLoad(c, 1, () => req, timing), note);
+      await case_(DURABLE, labels.get8, 'p8', () => persistentLoad(c, CONNS, () => req, timing), note);
+      await durableCeiling.stop();
+      durableCeiling = undefined;
+      if (profDir) profiles.push(summarizeProfiles(join(profDir, 'durable-ceiling'), 'durable ceiling'));
+    }
+
     // ---- PyKMIP ----
     if (wantPy) {
       process.stderr.write('server bench: starting PyKMIP\n');
@@ -1097,6 +1141,7 @@ async function run(ctx: BenchContext): Promise<void> {
     // ---- the table and the targets ----
     const ceilingOf = (load: LoadKey) => rows.find((r) => r.kind === 'ceiling' && r.load === load)?.result?.rate;
     const ceilingUs = (load: LoadKey) => rows.find((r) => r.kind === 'ceiling' && r.load === load)?.result?.serverUsPerReq;
+    const durableOf = (load: LoadKey) => rows.find((r) => r.kind === 'durable ceiling' && r.load === load)?.result?.rate;
     out('');
     printTable(rows, ceilingOf, out);
     const hs = ceilingOf('handshake');
@@ -1131,6 +1176,15 @@ async function run(ctx: BenchContext): Promise<void> {
         if (us !== undefined && cus !== undefined && us > 0) {
           lines.push(`          server CPU per request: kmipd ${fmt(us)} µs, ceiling ${fmt(cus)} µs → ${((100 * cus) / us).toFixed(1)} % of the ceiling where the server is the limit`);
         }
+        // What is left once every answer must wait for a durable record (kmipd's audit trail):
+        // the durable ceiling, as a share of the ceiling, and kmipd as a share of it.
+        const dur = durableOf(load);
+        if (dur !== undefined && dur > 0) {
+          lines.push(
+            `          a record made durable before each answer: at most ${fmt(dur)} req/s here (${((100 * dur) / ceil).toFixed(1)} % of the ceiling);` +
+              ` kmipd reaches ${((100 * rate) / dur).toFixed(1)} % of that`,
+          );
+        }
       }
     }
     if (lines.length) out(`\ntargets:\n${lines.join('\n')}`);
@@ -1149,6 +1203,7 @@ async function run(ctx: BenchContext): Promise<void> {
   } finally {
     await stopKmipd();
     await ceiling?.stop();
+    await durableCeiling?.stop();
     await py?.stop();
     await pgc?.destroy();
     rmSync(work, { recursive: true, force: true });
