@@ -35,6 +35,7 @@ import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, statSync } from '
 import { dirname, resolve } from 'node:path';
 import { encodeAttributes, filterKey, indexEntries, rangeBound, type IndexKey } from './attributes.js';
 import { KeyStoreUnavailableError } from './unavailable.js';
+import { Checkpointer } from './checkpointer.js';
 import { fsyncDir } from '../durable.js';
 import {
   assertSupportedSchema,
@@ -80,7 +81,17 @@ export interface SqliteStoreOptions {
   pending?: PendingMode;
   /** Recorded in schema_migrations for the migrations applied. */
   appliedBy?: AppliedBy;
+  /**
+   * Checkpoints on a worker thread instead of inside COMMIT on the event loop (checkpointer.ts):
+   * for the long-running server. Short-lived commands keep SQLite's automatic checkpoints.
+   */
+  backgroundCheckpoints?: boolean;
+  /** Told when background checkpoints stop working (the store falls back to SQLite's own). */
+  onCheckpointFailure?: (why: string) => void;
 }
+
+/** SQLite's own automatic checkpoint threshold (pages), restored when background checkpoints fail. */
+const AUTO_CHECKPOINT_PAGES = 1000;
 
 /** fdatasync(2) on libuv's thread pool. */
 function fdatasyncAsync(fd: number): Promise<void> {
@@ -229,6 +240,19 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
   }
   const store = new SqliteKeyStore(db, file, options.migrations ?? MIGRATIONS, options.flushWal ?? fdatasyncAsync);
   store.migrated = migrated;
+  if (options.backgroundCheckpoints) {
+    const fallBack = (why: string): void => {
+      // SQLite checkpoints inside COMMIT again: slower, but the log stays bounded.
+      if (!store.closed) db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+      options.onCheckpointFailure?.(why);
+    };
+    db.pragma('wal_autocheckpoint = 0');
+    try {
+      store.checkpointer = await Checkpointer.start(file, { onFailure: fallBack });
+    } catch (e) {
+      fallBack(`cannot start background checkpoints: ${(e as Error).message}`);
+    }
+  }
   return store;
 }
 
@@ -254,6 +278,8 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   readonly #migrations: readonly Migration[];
   /** What opening the store migrated (from = to when nothing). */
   migrated: MigrateResult | undefined;
+  /** Background checkpoints (openSqliteStore's backgroundCheckpoints), when they run. */
+  checkpointer: Checkpointer | undefined;
 
   readonly #db: Database.Database;
   #queue: Job[] = [];
@@ -357,6 +383,11 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
     };
   }
 
+  /** close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Transactions committed by the write queue since open (for metrics and tests). */
   get commits(): number {
     return this.#commits;
@@ -444,7 +475,10 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
       return;
     }
     this.#flushing = this.#flushWal(fd).then(
-      () => settle(undefined),
+      () => {
+        settle(undefined);
+        this.checkpointer?.committed();
+      },
       (e: unknown) => {
         this.#failFlush(e);
         settle(this.#flushError);
@@ -853,6 +887,7 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
       this.#flush();
       // Every committed job is answered before the connection goes (closing checkpoints the WAL).
       while (this.#flushing !== undefined) await this.#flushing;
+      await this.checkpointer?.close();
       try {
         this.#db.pragma('optimize');
       } catch {

@@ -69,6 +69,8 @@ export interface OpenOptions {
   migrations?: readonly Migration[];
   /** Connections a PostgreSQL keystore keeps open at most (setting store.poolSize; default 10). */
   storePoolSize?: number;
+  /** An SQLite keystore checkpoints on a worker thread, off the event loop (the server; src/keystore/checkpointer.ts). */
+  backgroundCheckpoints?: boolean;
 }
 
 /** How often a server re-reads the root key records, to seal under a root key another process made active. */
@@ -164,6 +166,7 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     appliedBy: defaultAppliedBy(nodeId),
     ...(opts.migrations ? { migrations: opts.migrations } : {}),
     ...(opts.storePoolSize !== undefined ? { poolSize: opts.storePoolSize } : {}),
+    ...(opts.backgroundCheckpoints ? { backgroundCheckpoints: true } : {}),
   });
   const migrated = (store as { migrated?: MigrateResult }).migrated;
   if (migrated !== undefined && migrated.applied.length > 0) {
@@ -357,7 +360,7 @@ export function buildExecutor(
 }
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  const state = await openServerState(opts.dataDir, opts);
+  const state = await openServerState(opts.dataDir, { ...opts, backgroundCheckpoints: true });
   const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const executor = buildExecutor(state, opts.log, limits.maxMessageSize, undefined, opts.observer, {
     port: opts.port,

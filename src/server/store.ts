@@ -101,6 +101,8 @@ export interface SchemaOptions {
   appliedBy?: AppliedBy;
   /** Connections a PostgreSQL keystore keeps open at most (setting store.poolSize; SQLite: ignored). */
   poolSize?: number;
+  /** SQLite: checkpoints on a worker thread, off the event loop (a long-running server); PostgreSQL: ignored. */
+  backgroundCheckpoints?: boolean;
 }
 
 /**
@@ -114,6 +116,11 @@ export async function openKeyStore(dir: string, c: KeystoreConfig, log?: Logger,
     if (schema.pending) o.pending = schema.pending;
     if (schema.migrations) o.migrations = schema.migrations;
     if (schema.appliedBy) o.appliedBy = schema.appliedBy;
+    if (schema.backgroundCheckpoints) {
+      o.backgroundCheckpoints = true;
+      o.onCheckpointFailure = (why) =>
+        log?.error({ err: why }, 'background keystore checkpoints stopped; SQLite checkpoints inside commits again (slower, still safe)');
+    }
     return openSqliteStore(join(dir, c.file), o);
   }
   // Loaded only when used: SQLite-only installations never load the PostgreSQL driver.

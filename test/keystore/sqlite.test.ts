@@ -252,63 +252,65 @@ t.test('migrations: pending ones applied in order; a failing one rolls back enti
   await t.rejects(openSqliteStore(file), UnsupportedSchemaError);
 });
 
-t.test('crash safety: every acknowledged insert survives SIGKILL', async (t) => {
-  const file = join(tempDir(), 'crash.db');
-  const child = spawn(process.execPath, [...process.execArgv, join(here, 'crash-child.ts'), file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const TARGET = 1500;
-  await new Promise<void>((resolve) => {
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      // Kill it mid-stream, while it is still writing.
-      if (out.split('\n').length > TARGET + 2 && child.exitCode === null && !child.killed) {
-        child.kill('SIGKILL');
-        resolve();
-      }
+for (const mode of ['inline', 'background'] as const) {
+  t.test(`crash safety (${mode} checkpoints): every acknowledged insert survives SIGKILL`, async (t) => {
+    const file = join(tempDir(), 'crash.db');
+    const child = spawn(process.execPath, [...process.execArgv, join(here, 'crash-child.ts'), file, mode], {
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.on('exit', () => resolve());
-  });
-  const { signal, code } = await exited;
-  t.equal(signal, 'SIGKILL', `killed by SIGKILL${code !== null ? ` (exited with ${code}: ${err})` : ''}`);
-  // Only complete lines are acknowledgements; a torn last line is dropped.
-  const lines = out.split('\n');
-  lines.pop();
-  t.equal(lines.shift(), 'ready');
-  const acked = lines;
-  t.ok(acked.length >= TARGET, `${acked.length} inserts acknowledged before the kill`);
+    let out = '';
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+    const TARGET = 1500;
+    await new Promise<void>((resolve) => {
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        // Kill it mid-stream, while it is still writing.
+        if (out.split('\n').length > TARGET + 2 && child.exitCode === null && !child.killed) {
+          child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      child.on('exit', () => resolve());
+    });
+    const { signal, code } = await exited;
+    t.equal(signal, 'SIGKILL', `killed by SIGKILL${code !== null ? ` (exited with ${code}: ${err})` : ''}`);
+    // Only complete lines are acknowledgements; a torn last line is dropped.
+    const lines = out.split('\n');
+    lines.pop();
+    t.equal(lines.shift(), 'ready');
+    const acked = lines;
+    t.ok(acked.length >= TARGET, `${acked.length} inserts acknowledged before the kill`);
 
-  const s = await openSqliteStore(file);
-  t.teardown(() => s.close());
-  const expected = new Map<string, StoredObject>();
-  for (let i = 0; i < acked.length + 1000; i++) expected.set(crashObject(i).uid, crashObject(i));
-  let missing = 0;
-  let intact = 0;
-  for (const uid of acked) {
-    const want = expected.get(uid);
-    const got = await s.get(uid);
-    if (want === undefined || got === undefined) {
-      missing++;
-      continue;
+    const s = await openSqliteStore(file);
+    t.teardown(() => s.close());
+    const expected = new Map<string, StoredObject>();
+    for (let i = 0; i < acked.length + 1000; i++) expected.set(crashObject(i).uid, crashObject(i));
+    let missing = 0;
+    let intact = 0;
+    for (const uid of acked) {
+      const want = expected.get(uid);
+      const got = await s.get(uid);
+      if (want === undefined || got === undefined) {
+        missing++;
+        continue;
+      }
+      const ok =
+        got.owner === want.owner &&
+        got.attributes.length === 3 &&
+        got.material !== null &&
+        Buffer.compare(got.material.blob, want.material!.blob) === 0;
+      if (ok) intact++;
     }
-    const ok =
-      got.owner === want.owner &&
-      got.attributes.length === 3 &&
-      got.material !== null &&
-      Buffer.compare(got.material.blob, want.material!.blob) === 0;
-    if (ok) intact++;
-  }
-  t.equal(missing, 0, 'no acknowledged uid missing');
-  t.equal(intact, acked.length, 'every acknowledged object intact');
-  const one = acked[Math.floor(acked.length / 2)]!;
-  assertSameObject(t, await s.get(one), expected.get(one)!, 'one object in full');
-  t.same(await s.locate({ filters: [{ kind: 'equals', name: 'Name', value: `name-${one}` }] }), [one], 'index consistent');
-  const all = await s.locate({ owners: ['crash-test'], filters: [] });
-  t.ok(all.length >= acked.length, `${all.length} rows after recovery (acknowledged ones and maybe a few more)`);
-});
+    t.equal(missing, 0, 'no acknowledged uid missing');
+    t.equal(intact, acked.length, 'every acknowledged object intact');
+    const one = acked[Math.floor(acked.length / 2)]!;
+    assertSameObject(t, await s.get(one), expected.get(one)!, 'one object in full');
+    t.same(await s.locate({ filters: [{ kind: 'equals', name: 'Name', value: `name-${one}` }] }), [one], 'index consistent');
+    const all = await s.locate({ owners: ['crash-test'], filters: [] });
+    t.ok(all.length >= acked.length, `${all.length} rows after recovery (acknowledged ones and maybe a few more)`);
+  });
+}
