@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { KmipError } from '../codec/errors.js';
 import type { KmipAttribute } from '../codec/attributes.js';
 import type { KeyStore, LocateQuery, StoredObject, WrappedMaterial } from '../keystore/types.js';
 import { ConcurrentModificationError, DuplicateObjectError } from '../keystore/types.js';
 import { encodeAttributes } from '../keystore/attributes.js';
 import type { AccessPolicy, ClientIdentity } from './context.js';
+import { uuidv7 } from '../keystore/uid.js';
 
 /** Seals and opens object material (the crypto layer's envelope, or an HSM doing it directly). */
 export interface MaterialSealer {
@@ -106,8 +106,9 @@ export class ObjectService {
     return obj;
   }
 
+  /** A new object's Unique Identifier: a time-ordered UUID (src/keystore/uid.ts). */
   newUid(): string {
-    return randomUUID();
+    return uuidv7();
   }
 
   async create(o: {
