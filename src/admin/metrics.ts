@@ -47,6 +47,18 @@ export interface MetricsSources {
   certificates(): { kind: string; name: string; notAfter: Date }[];
   /** When `kmipd backup` last succeeded, if recorded. */
   lastBackup(): Promise<Date | undefined>;
+  /** An SQLite keystore's background checkpoints (undefined: PostgreSQL, or none started). */
+  checkpoints(): CheckpointReport | undefined;
+}
+
+/** What the metrics show of an SQLite keystore's background checkpoints (src/keystore/checkpointer.ts). */
+export interface CheckpointReport {
+  /** Still running on their worker (false: failed, SQLite checkpoints inside commits again). */
+  active: boolean;
+  completed: number;
+  busy: number;
+  failed: number;
+  lastLogFrames: number;
 }
 
 export class Metrics {
@@ -138,6 +150,44 @@ export class Metrics {
       collect: () => {
         expiry.reset();
         for (const c of this.sources?.certificates() ?? []) expiry.set({ certificate: c.kind, name: c.name }, Math.floor(c.notAfter.getTime() / 1000));
+      },
+    });
+    // Background checkpoints: counters fed from the checkpointer's own counts at scrape time.
+    const seen = { complete: 0, partial: 0, failed: 0 };
+    const checkpoints: Counter<'result'> = new Counter({
+      name: 'kmipd_keystore_checkpoints_total',
+      help: 'SQLite keystore checkpoints run in the background, by result (complete; partial: a reader held frames back, copied next time; failed)',
+      labelNames: ['result'],
+      registers,
+      collect: () => {
+        const c = this.sources?.checkpoints();
+        if (!c) return;
+        const now = { complete: c.completed - c.busy, partial: c.busy, failed: c.failed };
+        for (const k of ['complete', 'partial', 'failed'] as const) {
+          if (now[k] > seen[k]) checkpoints.inc({ result: k }, now[k] - seen[k]);
+          else checkpoints.inc({ result: k }, 0);
+          seen[k] = Math.max(seen[k], now[k]);
+        }
+      },
+    });
+    const checkpointer: Gauge = new Gauge({
+      name: 'kmipd_keystore_background_checkpoints',
+      help: 'SQLite keystore: 1 while checkpoints run on their worker thread, 0 once it failed (SQLite checkpoints inside commits again; see the log)',
+      registers,
+      collect: () => {
+        checkpointer.reset();
+        const c = this.sources?.checkpoints();
+        if (c) checkpointer.set(c.active ? 1 : 0);
+      },
+    });
+    const walFrames: Gauge = new Gauge({
+      name: 'kmipd_keystore_wal_frames',
+      help: 'SQLite keystore: pages in the write-ahead log at the last background checkpoint',
+      registers,
+      collect: () => {
+        walFrames.reset();
+        const c = this.sources?.checkpoints();
+        if (c) walFrames.set(c.lastLogFrames);
       },
     });
     const backup: Gauge = new Gauge({

@@ -74,6 +74,7 @@ export class Operations {
       connections: () => listener.connections,
       countObjects: () => state.store.count(),
       certificates: () => this.certificates().map((c) => ({ kind: c.kind, name: c.name, notAfter: c.notAfter })),
+      checkpoints: () => state.checkpoints(),
       lastBackup: async () => {
         const v = await state.store.getMeta(META_LAST_BACKUP);
         const d = v === undefined ? undefined : new Date(v);

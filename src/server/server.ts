@@ -26,6 +26,7 @@ import { TrustSync } from './trust-sync.js';
 import { Heartbeat, ensureNodeId } from './heartbeat.js';
 import { defaultAppliedBy, type MigrateResult, type Migration } from '../keystore/migrations.js';
 import { TicketService } from '../operations/tickets.js';
+import type { Checkpointer, CheckpointStats } from '../keystore/checkpointer.js';
 
 export const SERVER_INFO: ServerInfo = {
   vendor: 'kmipd',
@@ -50,6 +51,8 @@ export interface ServerState {
   nodeId: string;
   /** Adopts master key changes made by other nodes (src/server/master-handoff.ts); started by startServer. */
   handoff?: MasterHandoff;
+  /** An SQLite keystore's background checkpoints, when they were started (src/keystore/checkpointer.ts). */
+  checkpoints(): (CheckpointStats & { active: boolean }) | undefined;
   close(): Promise<void>;
 }
 
@@ -256,6 +259,10 @@ export async function openServerState(dirArg: string, opts: OpenOptions): Promis
     audit,
     nodeId,
     handoff,
+    checkpoints() {
+      const c = (store as { checkpointer?: Checkpointer }).checkpointer;
+      return c === undefined ? undefined : { ...c.stats, active: c.active };
+    },
     async close() {
       await handoff.close();
       await audit.close(); // its closing anchor needs the master key and the keystore

@@ -82,6 +82,15 @@ t.test('metrics: Prometheus text with requests, latency, handshakes, connections
   t.ok((sample(text, 'kmipd_certificate_expiry_timestamp_seconds', { certificate: 'ca' }) ?? 0) > Date.now() / 1000);
   t.equal(sample(text, 'kmipd_build_info'), 1);
   t.equal(sample(text, 'kmipd_last_backup_timestamp_seconds'), 0, 'no backup recorded: 0, old enough for any alert');
+  t.equal(sample(text, 'kmipd_keystore_background_checkpoints'), 1, 'SQLite checkpoints run on their worker thread');
+  // The Create above is checkpointed within 100 ms of its commit.
+  let complete = sample(text, 'kmipd_keystore_checkpoints_total', { result: 'complete' }) ?? 0;
+  for (let i = 0; i < 50 && complete < 1; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    complete = sample((await admin('/metrics')).body, 'kmipd_keystore_checkpoints_total', { result: 'complete' }) ?? 0;
+  }
+  t.ok(complete >= 1, `${complete} background checkpoint(s) counted`);
+  t.equal(sample((await admin('/metrics')).body, 'kmipd_keystore_checkpoints_total', { result: 'failed' }), 0, 'none failed');
 
   const values = labelValues(text);
   t.ok(values.length > 20);
