@@ -64,6 +64,8 @@ import {
 const MAX_GROUP = 2000;
 /** Prepared Locate statements kept, keyed by their SQL. */
 const LOCATE_CACHE = 256;
+/** Object rows kept for get() (see #row): about 1-2 KB each. */
+const ROW_CACHE = 4096;
 
 export interface SqliteStoreOptions {
   /** The migrations this build knows (defaults to the real list; tests give older or newer ones). */
@@ -302,6 +304,9 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   /** Set when a WAL flush failed: nothing more is acknowledged (see the top of this file). */
   #flushError: Error | undefined;
   readonly #locateCache = new Map<string, Database.Statement>();
+  /** Rows get() read, by uid, least recently used first; valid while #dataVersion holds (see #row). */
+  readonly #rows = new Map<string, ObjectRow>();
+  #dataVersion: unknown;
   /** Interned attribute names (ids never change once committed). */
   readonly #nameIds = new Map<string, number>();
 
@@ -313,6 +318,7 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
     release: Database.Statement;
     rollbackTo: Database.Statement;
     getByUid: Database.Statement;
+    dataVersion: Database.Statement;
     seqRev: Database.Statement;
     insert: Database.Statement;
     update: Database.Statement;
@@ -353,6 +359,7 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
       release: p('RELEASE job'),
       rollbackTo: p('ROLLBACK TO job'),
       getByUid: p('SELECT * FROM objects WHERE uid = ?'),
+      dataVersion: p('PRAGMA data_version').pluck(),
       seqRev: p('SELECT seq, revision FROM objects WHERE uid = ?'),
       insert: p(
         `INSERT INTO objects (seq, uid, object_type, state, owner, attributes, root_key_id, material, revision, created_at, updated_at)
@@ -521,6 +528,8 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
   }
 
   #runGroup(jobs: Job[]): Outcome[] {
+    // Whatever this group changes, get() reads afresh afterwards.
+    this.#rows.clear();
     const db = this.#db;
     const s = this.#s;
     const out: Outcome[] = [];
@@ -714,9 +723,43 @@ export class SqliteKeyStore implements KeyStore, NodeRegistry, SchemaAware {
 
   get(uid: string): Promise<StoredObject | undefined> {
     return this.#read(() => {
-      const r = this.#s.getByUid.get(uid) as ObjectRow | undefined;
-      return r === undefined ? undefined : rowToObject(r);
+      const r = this.#row(uid);
+      if (r === undefined) return undefined;
+      // Fresh buffers for the caller: nothing it does to them reaches the cached row.
+      return rowToObject({ ...r, attributes: Buffer.from(r.attributes), material: r.material === null ? null : Buffer.from(r.material) });
     });
+  }
+
+  /** Cached rows: how many (tests). */
+  get cachedRows(): number {
+    return this.#rows.size;
+  }
+
+  /**
+   * The row of `uid`, from the cache when it is still valid. Every write of this connection
+   * empties the cache (#runGroup); writes of other connections (the admin CLI, another process)
+   * change PRAGMA data_version, checked on every call, which empties it too. A Get thus costs a
+   * pragma step and a map lookup instead of an index search, a row read and a copy out of SQLite:
+   * the keystore read was the largest single part of a Get's CPU. Rows hold only what the
+   * database holds (material sealed, never plaintext).
+   */
+  #row(uid: string): ObjectRow | undefined {
+    const v = this.#s.dataVersion.get();
+    if (v !== this.#dataVersion) {
+      this.#rows.clear();
+      this.#dataVersion = v;
+    }
+    const hit = this.#rows.get(uid);
+    if (hit !== undefined) {
+      this.#rows.delete(uid);
+      this.#rows.set(uid, hit);
+      return hit;
+    }
+    const r = this.#s.getByUid.get(uid) as ObjectRow | undefined;
+    if (r === undefined) return undefined;
+    this.#rows.set(uid, r);
+    if (this.#rows.size > ROW_CACHE) this.#rows.delete(this.#rows.keys().next().value!);
+    return r;
   }
 
   /** Builds the SQL and parameters of a Locate, or null when it can match nothing. */
