@@ -1049,18 +1049,25 @@ async function run(ctx: BenchContext): Promise<void> {
     pgc = undefined;
     if (firstDataDir === undefined || creds === undefined || getReq === undefined || getResponseBytes === undefined) throw new Error('no kmipd run to compare with');
     const dataDir = firstDataDir;
+    const kmipdCreds = creds;
+    const responseBytes = getResponseBytes;
+
+    /** ceiling.ts in its own process on kmipd's PKI (`who` names its log and profile folder). */
+    const spawnCeiling = async (who: string, extra: string[]): Promise<{ child: NodeChild; target: Target }> => {
+      const pki = join(dataDir, 'pki');
+      const args = [CEILING_JS, '--cert', join(pki, 'server.crt'), '--key', join(pki, 'server.key'), '--ca', join(pki, 'ca.crt')];
+      args.push('--port', '0', '--response-bytes', String(responseBytes), ...extra);
+      const child = await spawnNode([...profArgs(who), ...args], join(work, `${who}.log`), 'ceiling listening', 30_000);
+      const target: Target = { port: child.port, creds: kmipdCreds };
+      if (child.child.pid !== undefined) target.pid = child.child.pid;
+      return { child, target };
+    };
 
     // ---- the ceiling ----
     if (wantCeiling) {
-      const pki = join(dataDir, 'pki');
-      ceiling = await spawnNode(
-        [...profArgs('ceiling'), CEILING_JS, '--cert', join(pki, 'server.crt'), '--key', join(pki, 'server.key'), '--ca', join(pki, 'ca.crt'), '--port', '0', '--response-bytes', String(getResponseBytes)],
-        join(work, 'ceiling.log'),
-        'ceiling listening',
-        30_000,
-      );
-      const c: Target = { port: ceiling.port, creds };
-      if (ceiling.child.pid !== undefined) c.pid = ceiling.child.pid;
+      const started = await spawnCeiling('ceiling', []);
+      ceiling = started.child;
+      const c = started.target;
       const note = `canned ${fmt(getResponseBytes)}-byte answer`;
       const req = getReq;
       await case_(CEILING, labels.get1, 'p1', () => persistentLoad(c, 1, () => req, timing), note);
@@ -1075,30 +1082,9 @@ async function run(ctx: BenchContext): Promise<void> {
     // ---- the durable ceiling: the same, but each answer waits for a record of its request to be
     // flushed to disk (group commit), as kmipd's answers wait for their audit records ----
     if (wantDurable) {
-      const pki = join(dataDir, 'pki');
-      durableCeiling = await spawnNode(
-        [
-          ...profArgs('durable-ceiling'),
-          CEILING_JS,
-          '--cert',
-          join(pki, 'server.crt'),
-          '--key',
-          join(pki, 'server.key'),
-          '--ca',
-          join(pki, 'ca.crt'),
-          '--port',
-          '0',
-          '--response-bytes',
-          String(getResponseBytes),
-          '--durable',
-          join(work, 'durable-ceiling.records'),
-        ],
-        join(work, 'durable-ceiling.log'),
-        'ceiling listening',
-        30_000,
-      );
-      const c: Target = { port: durableCeiling.port, creds };
-      if (durableCeiling.child.pid !== undefined) c.pid = durableCeiling.child.pid;
+      const started = await spawnCeiling('durable-ceiling', ['--durable', join(work, 'durable-ceiling.records')]);
+      durableCeiling = started.child;
+      const c = started.target;
       const note = `canned answer after a ${RECORD_BYTES}-byte record per request is flushed (fdatasync, shared by concurrent requests)`;
       const req = getReq;
       await case_(DURABLE, labels.get1, 'p1', () => persistentLoad(c, 1, () => req, timing), note);
