@@ -213,7 +213,7 @@ export class Checkpointer {
     await new Promise<void>((r) => this.#idle.push(r));
   }
 
-  /** Runs a checkpoint now (unless one is running) and waits for it (tests, and close). */
+  /** Runs a checkpoint now (after the one running, if any) and waits for it (tests). */
   async checkpointNow(): Promise<void> {
     await this.settled();
     if (this.#stopped) return;

@@ -19,6 +19,7 @@
  * Archive Date stays); recovering an object that is not archived changes nothing either.
  * Both may be answered asynchronously (src/server/executor.ts ASYNC_OPERATIONS).
  */
+import type { StoredObject } from '../keystore/types.js';
 import { Enums, Tag } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/index.js';
 import type { OperationContext, OperationHandler } from './context.js';
@@ -26,13 +27,17 @@ import { dateNode, firstValue, refreshState, seconds, touched, withAttribute, wi
 
 export const ARCHIVE_DATE = 'Archive Date';
 
+/** The object Archive or Recover names, archived or not, with its state brought up to date. */
+async function target(ctx: OperationContext, payload: StructureNode): Promise<StoredObject> {
+  return refreshState(ctx, await ctx.objects.find(ctx.uidOrPlaceholder(payload), 'manage', { archived: true }));
+}
+
 export const archiveHandler: OperationHandler = {
   operation: Enums.Operation.Archive,
   name: 'Archive',
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
-    const uid = ctx.uidOrPlaceholder(payload);
-    const obj = await refreshState(ctx, await ctx.objects.find(uid, 'manage', { archived: true }));
+    const obj = await target(ctx, payload);
     if (firstValue(obj.attributes, ARCHIVE_DATE) === undefined) {
       const now = ctx.now();
       const next = touched({ ...obj, attributes: withAttribute(obj.attributes, ARCHIVE_DATE, dateNode(Tag.ArchiveDate, seconds(now))) }, now);
@@ -48,8 +53,7 @@ export const recoverHandler: OperationHandler = {
   name: 'Recover',
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
-    const uid = ctx.uidOrPlaceholder(payload);
-    const obj = await refreshState(ctx, await ctx.objects.find(uid, 'manage', { archived: true }));
+    const obj = await target(ctx, payload);
     if (firstValue(obj.attributes, ARCHIVE_DATE) !== undefined) {
       const next = touched({ ...obj, attributes: withoutAttribute(obj.attributes, ARCHIVE_DATE) }, ctx.now());
       await ctx.objects.save(obj, next);

@@ -15,21 +15,18 @@
  */
 import { isV2 } from '../codec/attributes.js';
 import { KmipError } from '../codec/errors.js';
-import { reqValue } from '../codec/node.js';
 import { Enums, Tag } from '../spec/index.js';
 import type { StructureNode, TtlvNode } from '../ttlv/index.js';
 import type { OperationContext, OperationHandler } from './context.js';
 import { loadObject } from './lifecycle.js';
-import { applyPushedChanges, checkPushedAttributes, checkPushedUid, readPushedAttributes, requireUpstream } from './upstream.js';
+import { applyPushedChanges, checkPushedAttributes, pushedTarget, readPushedAttributes } from './upstream.js';
 
 export const notifyHandler: OperationHandler = {
   operation: Enums.Operation.Notify,
   name: 'Notify',
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
-    requireUpstream(ctx, 'Notify');
-    const uid = reqValue(payload, Tag.UniqueIdentifier, 'TextString');
-    checkPushedUid(uid, 'Unique Identifier');
+    const uid = pushedTarget(ctx, payload, 'Notify');
     const { changes, deletions } = readPushedAttributes(payload);
     if (changes.length === 0 && deletions.length === 0) throw new KmipError('MissingData', 'Notify names no changed attribute');
     const obj = await loadObject(ctx, uid, 'manage');

@@ -31,7 +31,7 @@ import type { OperationContext, OperationHandler } from './context.js';
 import { enumOf, initialAttributes, isDestroyed, linkNode, linkType, renumber, touched, withAttribute, withInstance, withoutAttribute } from './lifecycle.js';
 import { parseManagedObject, registrableTypeOfTag, type ParsedObject } from './register.js';
 import { storedTree, wipeTree } from './stored-tree.js';
-import { applyPushedChanges, checkPushedAttributes, checkPushedState, checkPushedUid, readPushedAttributes, requireUpstream, sameDigest } from './upstream.js';
+import { applyPushedChanges, checkPushedAttributes, checkPushedState, checkPushedUid, pushedTarget, readPushedAttributes, sameDigest } from './upstream.js';
 
 const PF = Enums.PutFunction;
 const LT = Enums.LinkType;
@@ -124,9 +124,7 @@ export const putHandler: OperationHandler = {
   name: 'Put',
   since: '1.0',
   async handle(ctx: OperationContext, payload: StructureNode): Promise<TtlvNode[]> {
-    requireUpstream(ctx, 'Put');
-    const uid = reqValue(payload, Tag.UniqueIdentifier, 'TextString');
-    checkPushedUid(uid, 'Unique Identifier');
+    const uid = pushedTarget(ctx, payload, 'Put');
     const fn = reqValue(payload, Tag.PutFunction, 'Enumeration');
     if (fn !== PF.New && fn !== PF.Replace) throw new KmipError('InvalidField', `Put Function ${fn} is neither New nor Replace`);
     const replaced = optValue(payload, Tag.ReplacedUniqueIdentifier, 'TextString');

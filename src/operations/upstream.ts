@@ -18,7 +18,7 @@
 import type { KmipAttribute } from '../codec/attributes.js';
 import { attributeFrom1x, attributesFrom2x, isV2 } from '../codec/attributes.js';
 import { KmipError } from '../codec/errors.js';
-import { all, opt } from '../codec/node.js';
+import { all, opt, reqValue } from '../codec/node.js';
 import type { StoredObject } from '../keystore/types.js';
 import { Enums, Tag, enumValueName, type KmipVersion } from '../spec/index.js';
 import { T, type StructureNode, type TtlvNode } from '../ttlv/types.js';
@@ -29,7 +29,7 @@ import { checkNoDuplicateNames, dateNode, isDestroyed, seconds, stateName, withA
 import { withAttributeHistory } from './server-attributes.js';
 
 /** Permission Denied unless the requester is a configured upstream. */
-export function requireUpstream(ctx: OperationContext, operation: string): void {
+function requireUpstream(ctx: OperationContext, operation: string): void {
   const upstreams = ctx.server.upstreams ?? [];
   if (!upstreams.includes(ctx.identity.name)) {
     ctx.log.warn({ identity: ctx.identity.name, operation }, 'server-to-client operation from an identity that is not a trusted upstream');
@@ -41,6 +41,17 @@ export function requireUpstream(ctx: OperationContext, operation: string): void 
 const MAX_UID_LENGTH = 256;
 
 /** An upstream's Unique Identifier: non-empty, bounded, printable. */
+/**
+ * The start of every pushed operation (Put, Notify): only a trusted upstream may push, and the
+ * Unique Identifier it names must be one kmipd can store. Returns that identifier.
+ */
+export function pushedTarget(ctx: OperationContext, payload: StructureNode, operation: string): string {
+  requireUpstream(ctx, operation);
+  const uid = reqValue(payload, Tag.UniqueIdentifier, 'TextString');
+  checkPushedUid(uid, 'Unique Identifier');
+  return uid;
+}
+
 export function checkPushedUid(uid: string, what: string): void {
   if (uid.length === 0) throw new KmipError('InvalidField', `${what} must not be empty`);
   if (uid.length > MAX_UID_LENGTH) throw new KmipError('InvalidField', `${what} is longer than ${MAX_UID_LENGTH} characters`);
